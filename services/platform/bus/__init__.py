@@ -1,0 +1,12 @@
+"""Event bus: port, NATS JetStream adapter, in-memory fake, stream catalog."""
+
+from llmproxy.platform.bus.port import (
+    Deduplicator,
+    Delivery,
+    Envelope,
+    EventBus,
+    Handler,
+    Subscription,
+)
+
+__all__ = ["Deduplicator", "Delivery", "Envelope", "EventBus", "Handler", "Subscription"]
