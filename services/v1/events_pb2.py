@@ -28,7 +28,7 @@ from llmproxy.v1 import common_pb2 as llmproxy_dot_v1_dot_common__pb2
 from llmproxy.v1 import scheduler_pb2 as llmproxy_dot_v1_dot_scheduler__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18llmproxy/v1/events.proto\x12\x0bllmproxy.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18llmproxy/v1/common.proto\x1a\x1bllmproxy/v1/scheduler.proto\"p\n\tEventMeta\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x10\n\x08trace_id\x18\x04 \x01(\t\"\x84\x05\n\x0cLlmCompleted\x12$\n\x04meta\x18\x01 \x01(\x0b\x32\x16.llmproxy.v1.EventMeta\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12!\n\x05scope\x18\x03 \x01(\x0b\x32\x12.llmproxy.v1.Scope\x12(\n\x06\x63hoice\x18\x04 \x01(\x0b\x32\x18.llmproxy.v1.ModelChoice\x12&\n\x05usage\x18\x05 \x01(\x0b\x32\x17.llmproxy.v1.TokenUsage\x12\x1f\n\x04\x63ost\x18\x06 \x01(\x0b\x32\x11.llmproxy.v1.Cost\x12\'\n\x05\x63\x61\x63he\x18\x07 \x01(\x0b\x32\x18.llmproxy.v1.CacheReport\x12+\n\x07\x63ontext\x18\x08 \x01(\x0b\x32\x1a.llmproxy.v1.ContextReport\x12*\n\x07latency\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x36\n\x13time_to_first_token\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\rtask_category\x18\x0b \x01(\t\x12$\n\x06prompt\x18\x0c \x03(\x0b\x32\x14.llmproxy.v1.Message\x12\x0e\n\x06\x61nswer\x18\r \x01(\t\x12\x15\n\rfinish_reason\x18\x0e \x01(\t\x12\r\n\x05\x65rror\x18\x0f \x01(\x08\x12\x15\n\rerror_message\x18\x10 \x01(\t\x12.\n\x0c\x63\x61\x63he_policy\x18\x11 \x01(\x0b\x32\x18.llmproxy.v1.CachePolicy\x12\x11\n\tcache_key\x18\x12 \x01(\t\x12\x1d\n\x03\x65ta\x18\x13 \x01(\x0b\x32\x10.llmproxy.v1.Eta\"\xdb\x01\n\x0bLlmFeedback\x12$\n\x04meta\x18\x01 \x01(\x0b\x32\x16.llmproxy.v1.EventMeta\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12!\n\x05scope\x18\x03 \x01(\x0b\x32\x12.llmproxy.v1.Scope\x12\'\n\x04kind\x18\x04 \x01(\x0e\x32\x19.llmproxy.v1.FeedbackKind\x12\x0e\n\x06rating\x18\x05 \x01(\x05\x12\x0f\n\x07\x63omment\x18\x06 \x01(\t\x12\r\n\x05model\x18\x07 \x01(\t\x12\x16\n\x0e\x63\x61\x63he_entry_id\x18\x08 \x01(\t\"\xa4\x01\n\x0f\x43\x61\x63heInvalidate\x12$\n\x04meta\x18\x01 \x01(\x0b\x32\x16.llmproxy.v1.EventMeta\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x12\n\x08\x65ntry_id\x18\x03 \x01(\tH\x00\x12\r\n\x03key\x18\x04 \x01(\tH\x00\x12\x19\n\x0f\x63onversation_id\x18\x05 \x01(\tH\x00\x12\x10\n\x06\x61pp_id\x18\x06 \x01(\tH\x00\x42\x08\n\x06target\"_\n\x08JobEvent\x12$\n\x04meta\x18\x01 \x01(\x0b\x32\x16.llmproxy.v1.EventMeta\x12\x1d\n\x03job\x18\x02 \x01(\x0b\x32\x10.llmproxy.v1.Job\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xff\x03\n\x0cModelProfile\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12+\n\x08ttft_p50\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x08ttft_p95\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12<\n\x19time_per_output_token_p50\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12<\n\x19time_per_output_token_p95\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nerror_rate\x18\x07 \x01(\x01\x12\x19\n\x11mean_cost_nanousd\x18\x08 \x01(\x03\x12\x10\n\x08requests\x18\t \x01(\x03\x12M\n\x13quality_by_category\x18\n \x03(\x0b\x32\x30.llmproxy.v1.ModelProfile.QualityByCategoryEntry\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x38\n\x16QualityByCategoryEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"c\n\x0eProfileUpdated\x12$\n\x04meta\x18\x01 \x01(\x0b\x32\x16.llmproxy.v1.EventMeta\x12+\n\x08profiles\x18\x02 \x03(\x0b\x32\x19.llmproxy.v1.ModelProfile\"9\n\x08WfqClass\x12\x1d\n\x15size_boundary_seconds\x18\x01 \x01(\x01\x12\x0e\n\x06weight\x18\x02 \x01(\x01\"^\n\tWfqConfig\x12&\n\x07\x63lasses\x18\x01 \x03(\x0b\x32\x15.llmproxy.v1.WfqClass\x12\x1a\n\x12\x63lip_demand_factor\x18\x02 \x01(\x01\x12\r\n\x05\x64\x65lta\x18\x03 \x01(\x01\"b\n\x0cRouterPolicy\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x14\n\x0c\x61rtifact_uri\x18\x02 \x01(\t\x12\x11\n\tthreshold\x18\x03 \x01(\x01\x12\x18\n\x10\x63\x61ndidate_models\x18\x04 \x03(\t\"\xbe\x01\n\rPolicyUpdated\x12$\n\x04meta\x18\x01 \x01(\x0b\x32\x16.llmproxy.v1.EventMeta\x12\x11\n\tpolicy_id\x18\x02 \x01(\t\x12+\n\x06router\x18\x03 \x01(\x0b\x32\x19.llmproxy.v1.RouterPolicyH\x00\x12%\n\x03wfq\x18\x04 \x01(\x0b\x32\x16.llmproxy.v1.WfqConfigH\x00\x12\x16\n\x0escheduler_pool\x18\x05 \x01(\tB\x08\n\x06policy\"J\n\x0fSearchRequested\x12$\n\x04meta\x18\x01 \x01(\x0b\x32\x16.llmproxy.v1.EventMeta\x12\x11\n\tsearch_id\x18\x02 \x01(\t\"\x87\x01\n\x0eSearchEvaluate\x12$\n\x04meta\x18\x01 \x01(\x0b\x32\x16.llmproxy.v1.EventMeta\x12\x11\n\tsearch_id\x18\x02 \x01(\t\x12\x14\n\x0c\x63\x61ndidate_id\x18\x03 \x01(\t\x12&\n\x06\x63onfig\x18\x04 \x01(\x0b\x32\x16.llmproxy.v1.WfqConfig\"\x84\x01\n\x0eSearchProgress\x12$\n\x04meta\x18\x01 \x01(\x0b\x32\x16.llmproxy.v1.EventMeta\x12\x11\n\tsearch_id\x18\x02 \x01(\t\x12\x12\n\ngeneration\x18\x03 \x01(\x05\x12\x11\n\tevaluated\x18\x04 \x01(\x05\x12\x12\n\nfront_size\x18\x05 \x01(\x05\"q\n\x0fSearchCompleted\x12$\n\x04meta\x18\x01 \x01(\x0b\x32\x16.llmproxy.v1.EventMeta\x12\x11\n\tsearch_id\x18\x02 \x01(\t\x12\x11\n\tevaluated\x18\x03 \x01(\x05\x12\x12\n\nfront_size\x18\x04 \x01(\x05*|\n\x0c\x46\x65\x65\x64\x62\x61\x63kKind\x12\x1d\n\x19\x46\x45\x45\x44\x42\x41\x43K_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14\x46\x45\x45\x44\x42\x41\x43K_KIND_RATING\x10\x01\x12\x17\n\x13\x46\x45\x45\x44\x42\x41\x43K_KIND_WRONG\x10\x02\x12\x1a\n\x16\x46\x45\x45\x44\x42\x41\x43K_KIND_ESCALATE\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18llmproxy/v1/events.proto\x12\x0bllmproxy.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18llmproxy/v1/common.proto\x1a\x1bllmproxy/v1/scheduler.proto\"p\n\tEventMeta\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x10\n\x08trace_id\x18\x04 \x01(\t\"\xb0\x05\n\x0cLlmCompleted\x12$\n\x04meta\x18\x01 \x01(\x0b\x32\x16.llmproxy.v1.EventMeta\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12!\n\x05scope\x18\x03 \x01(\x0b\x32\x12.llmproxy.v1.Scope\x12(\n\x06\x63hoice\x18\x04 \x01(\x0b\x32\x18.llmproxy.v1.ModelChoice\x12&\n\x05usage\x18\x05 \x01(\x0b\x32\x17.llmproxy.v1.TokenUsage\x12\x1f\n\x04\x63ost\x18\x06 \x01(\x0b\x32\x11.llmproxy.v1.Cost\x12\'\n\x05\x63\x61\x63he\x18\x07 \x01(\x0b\x32\x18.llmproxy.v1.CacheReport\x12+\n\x07\x63ontext\x18\x08 \x01(\x0b\x32\x1a.llmproxy.v1.ContextReport\x12*\n\x07latency\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x36\n\x13time_to_first_token\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\rtask_category\x18\x0b \x01(\t\x12$\n\x06prompt\x18\x0c \x03(\x0b\x32\x14.llmproxy.v1.Message\x12\x0e\n\x06\x61nswer\x18\r \x01(\t\x12\x15\n\rfinish_reason\x18\x0e \x01(\t\x12\r\n\x05\x65rror\x18\x0f \x01(\x08\x12\x15\n\rerror_message\x18\x10 \x01(\t\x12.\n\x0c\x63\x61\x63he_policy\x18\x11 \x01(\x0b\x32\x18.llmproxy.v1.CachePolicy\x12\x11\n\tcache_key\x18\x12 \x01(\t\x12\x1d\n\x03\x65ta\x18\x13 \x01(\x0b\x32\x10.llmproxy.v1.Eta\x12\x13\n\x0buser_prompt\x18\x14 \x01(\t\x12\x15\n\rsystem_prompt\x18\x15 \x01(\t\"\xdb\x01\n\x0bLlmFeedback\x12$\n\x04meta\x18\x01 \x01(\x0b\x32\x16.llmproxy.v1.EventMeta\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12!\n\x05scope\x18\x03 \x01(\x0b\x32\x12.llmproxy.v1.Scope\x12\'\n\x04kind\x18\x04 \x01(\x0e\x32\x19.llmproxy.v1.FeedbackKind\x12\x0e\n\x06rating\x18\x05 \x01(\x05\x12\x0f\n\x07\x63omment\x18\x06 \x01(\t\x12\r\n\x05model\x18\x07 \x01(\t\x12\x16\n\x0e\x63\x61\x63he_entry_id\x18\x08 \x01(\t\"\xa4\x01\n\x0f\x43\x61\x63heInvalidate\x12$\n\x04meta\x18\x01 \x01(\x0b\x32\x16.llmproxy.v1.EventMeta\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x12\n\x08\x65ntry_id\x18\x03 \x01(\tH\x00\x12\r\n\x03key\x18\x04 \x01(\tH\x00\x12\x19\n\x0f\x63onversation_id\x18\x05 \x01(\tH\x00\x12\x10\n\x06\x61pp_id\x18\x06 \x01(\tH\x00\x42\x08\n\x06target\"_\n\x08JobEvent\x12$\n\x04meta\x18\x01 \x01(\x0b\x32\x16.llmproxy.v1.EventMeta\x12\x1d\n\x03job\x18\x02 \x01(\x0b\x32\x10.llmproxy.v1.Job\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xff\x03\n\x0cModelProfile\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12+\n\x08ttft_p50\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x08ttft_p95\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12<\n\x19time_per_output_token_p50\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12<\n\x19time_per_output_token_p95\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nerror_rate\x18\x07 \x01(\x01\x12\x19\n\x11mean_cost_nanousd\x18\x08 \x01(\x03\x12\x10\n\x08requests\x18\t \x01(\x03\x12M\n\x13quality_by_category\x18\n \x03(\x0b\x32\x30.llmproxy.v1.ModelProfile.QualityByCategoryEntry\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x38\n\x16QualityByCategoryEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"c\n\x0eProfileUpdated\x12$\n\x04meta\x18\x01 \x01(\x0b\x32\x16.llmproxy.v1.EventMeta\x12+\n\x08profiles\x18\x02 \x03(\x0b\x32\x19.llmproxy.v1.ModelProfile\"9\n\x08WfqClass\x12\x1d\n\x15size_boundary_seconds\x18\x01 \x01(\x01\x12\x0e\n\x06weight\x18\x02 \x01(\x01\"^\n\tWfqConfig\x12&\n\x07\x63lasses\x18\x01 \x03(\x0b\x32\x15.llmproxy.v1.WfqClass\x12\x1a\n\x12\x63lip_demand_factor\x18\x02 \x01(\x01\x12\r\n\x05\x64\x65lta\x18\x03 \x01(\x01\"b\n\x0cRouterPolicy\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x14\n\x0c\x61rtifact_uri\x18\x02 \x01(\t\x12\x11\n\tthreshold\x18\x03 \x01(\x01\x12\x18\n\x10\x63\x61ndidate_models\x18\x04 \x03(\t\"\xbe\x01\n\rPolicyUpdated\x12$\n\x04meta\x18\x01 \x01(\x0b\x32\x16.llmproxy.v1.EventMeta\x12\x11\n\tpolicy_id\x18\x02 \x01(\t\x12+\n\x06router\x18\x03 \x01(\x0b\x32\x19.llmproxy.v1.RouterPolicyH\x00\x12%\n\x03wfq\x18\x04 \x01(\x0b\x32\x16.llmproxy.v1.WfqConfigH\x00\x12\x16\n\x0escheduler_pool\x18\x05 \x01(\tB\x08\n\x06policy\"J\n\x0fSearchRequested\x12$\n\x04meta\x18\x01 \x01(\x0b\x32\x16.llmproxy.v1.EventMeta\x12\x11\n\tsearch_id\x18\x02 \x01(\t\"\x87\x01\n\x0eSearchEvaluate\x12$\n\x04meta\x18\x01 \x01(\x0b\x32\x16.llmproxy.v1.EventMeta\x12\x11\n\tsearch_id\x18\x02 \x01(\t\x12\x14\n\x0c\x63\x61ndidate_id\x18\x03 \x01(\t\x12&\n\x06\x63onfig\x18\x04 \x01(\x0b\x32\x16.llmproxy.v1.WfqConfig\"\x84\x01\n\x0eSearchProgress\x12$\n\x04meta\x18\x01 \x01(\x0b\x32\x16.llmproxy.v1.EventMeta\x12\x11\n\tsearch_id\x18\x02 \x01(\t\x12\x12\n\ngeneration\x18\x03 \x01(\x05\x12\x11\n\tevaluated\x18\x04 \x01(\x05\x12\x12\n\nfront_size\x18\x05 \x01(\x05\"q\n\x0fSearchCompleted\x12$\n\x04meta\x18\x01 \x01(\x0b\x32\x16.llmproxy.v1.EventMeta\x12\x11\n\tsearch_id\x18\x02 \x01(\t\x12\x11\n\tevaluated\x18\x03 \x01(\x05\x12\x12\n\nfront_size\x18\x04 \x01(\x05*|\n\x0c\x46\x65\x65\x64\x62\x61\x63kKind\x12\x1d\n\x19\x46\x45\x45\x44\x42\x41\x43K_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14\x46\x45\x45\x44\x42\x41\x43K_KIND_RATING\x10\x01\x12\x17\n\x13\x46\x45\x45\x44\x42\x41\x43K_KIND_WRONG\x10\x02\x12\x1a\n\x16\x46\x45\x45\x44\x42\x41\x43K_KIND_ESCALATE\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,38 +37,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_MODELPROFILE_QUALITYBYCATEGORYENTRY']._loaded_options = None
   _globals['_MODELPROFILE_QUALITYBYCATEGORYENTRY']._serialized_options = b'8\001'
-  _globals['_FEEDBACKKIND']._serialized_start=2935
-  _globals['_FEEDBACKKIND']._serialized_end=3059
+  _globals['_FEEDBACKKIND']._serialized_start=2979
+  _globals['_FEEDBACKKIND']._serialized_end=3103
   _globals['_EVENTMETA']._serialized_start=161
   _globals['_EVENTMETA']._serialized_end=273
   _globals['_LLMCOMPLETED']._serialized_start=276
-  _globals['_LLMCOMPLETED']._serialized_end=920
-  _globals['_LLMFEEDBACK']._serialized_start=923
-  _globals['_LLMFEEDBACK']._serialized_end=1142
-  _globals['_CACHEINVALIDATE']._serialized_start=1145
-  _globals['_CACHEINVALIDATE']._serialized_end=1309
-  _globals['_JOBEVENT']._serialized_start=1311
-  _globals['_JOBEVENT']._serialized_end=1406
-  _globals['_MODELPROFILE']._serialized_start=1409
-  _globals['_MODELPROFILE']._serialized_end=1920
-  _globals['_MODELPROFILE_QUALITYBYCATEGORYENTRY']._serialized_start=1864
-  _globals['_MODELPROFILE_QUALITYBYCATEGORYENTRY']._serialized_end=1920
-  _globals['_PROFILEUPDATED']._serialized_start=1922
-  _globals['_PROFILEUPDATED']._serialized_end=2021
-  _globals['_WFQCLASS']._serialized_start=2023
-  _globals['_WFQCLASS']._serialized_end=2080
-  _globals['_WFQCONFIG']._serialized_start=2082
-  _globals['_WFQCONFIG']._serialized_end=2176
-  _globals['_ROUTERPOLICY']._serialized_start=2178
-  _globals['_ROUTERPOLICY']._serialized_end=2276
-  _globals['_POLICYUPDATED']._serialized_start=2279
-  _globals['_POLICYUPDATED']._serialized_end=2469
-  _globals['_SEARCHREQUESTED']._serialized_start=2471
-  _globals['_SEARCHREQUESTED']._serialized_end=2545
-  _globals['_SEARCHEVALUATE']._serialized_start=2548
-  _globals['_SEARCHEVALUATE']._serialized_end=2683
-  _globals['_SEARCHPROGRESS']._serialized_start=2686
-  _globals['_SEARCHPROGRESS']._serialized_end=2818
-  _globals['_SEARCHCOMPLETED']._serialized_start=2820
-  _globals['_SEARCHCOMPLETED']._serialized_end=2933
+  _globals['_LLMCOMPLETED']._serialized_end=964
+  _globals['_LLMFEEDBACK']._serialized_start=967
+  _globals['_LLMFEEDBACK']._serialized_end=1186
+  _globals['_CACHEINVALIDATE']._serialized_start=1189
+  _globals['_CACHEINVALIDATE']._serialized_end=1353
+  _globals['_JOBEVENT']._serialized_start=1355
+  _globals['_JOBEVENT']._serialized_end=1450
+  _globals['_MODELPROFILE']._serialized_start=1453
+  _globals['_MODELPROFILE']._serialized_end=1964
+  _globals['_MODELPROFILE_QUALITYBYCATEGORYENTRY']._serialized_start=1908
+  _globals['_MODELPROFILE_QUALITYBYCATEGORYENTRY']._serialized_end=1964
+  _globals['_PROFILEUPDATED']._serialized_start=1966
+  _globals['_PROFILEUPDATED']._serialized_end=2065
+  _globals['_WFQCLASS']._serialized_start=2067
+  _globals['_WFQCLASS']._serialized_end=2124
+  _globals['_WFQCONFIG']._serialized_start=2126
+  _globals['_WFQCONFIG']._serialized_end=2220
+  _globals['_ROUTERPOLICY']._serialized_start=2222
+  _globals['_ROUTERPOLICY']._serialized_end=2320
+  _globals['_POLICYUPDATED']._serialized_start=2323
+  _globals['_POLICYUPDATED']._serialized_end=2513
+  _globals['_SEARCHREQUESTED']._serialized_start=2515
+  _globals['_SEARCHREQUESTED']._serialized_end=2589
+  _globals['_SEARCHEVALUATE']._serialized_start=2592
+  _globals['_SEARCHEVALUATE']._serialized_end=2727
+  _globals['_SEARCHPROGRESS']._serialized_start=2730
+  _globals['_SEARCHPROGRESS']._serialized_end=2862
+  _globals['_SEARCHCOMPLETED']._serialized_start=2864
+  _globals['_SEARCHCOMPLETED']._serialized_end=2977
 # @@protoc_insertion_point(module_scope)

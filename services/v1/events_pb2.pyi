@@ -37,7 +37,7 @@ class EventMeta(_message.Message):
     def __init__(self, event_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[str] = ..., trace_id: _Optional[str] = ...) -> None: ...
 
 class LlmCompleted(_message.Message):
-    __slots__ = ("meta", "request_id", "scope", "choice", "usage", "cost", "cache", "context", "latency", "time_to_first_token", "task_category", "prompt", "answer", "finish_reason", "error", "error_message", "cache_policy", "cache_key", "eta")
+    __slots__ = ("meta", "request_id", "scope", "choice", "usage", "cost", "cache", "context", "latency", "time_to_first_token", "task_category", "prompt", "answer", "finish_reason", "error", "error_message", "cache_policy", "cache_key", "eta", "user_prompt", "system_prompt")
     META_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +57,8 @@ class LlmCompleted(_message.Message):
     CACHE_POLICY_FIELD_NUMBER: _ClassVar[int]
     CACHE_KEY_FIELD_NUMBER: _ClassVar[int]
     ETA_FIELD_NUMBER: _ClassVar[int]
+    USER_PROMPT_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_PROMPT_FIELD_NUMBER: _ClassVar[int]
     meta: EventMeta
     request_id: str
     scope: _common_pb2.Scope
@@ -76,7 +78,9 @@ class LlmCompleted(_message.Message):
     cache_policy: _common_pb2.CachePolicy
     cache_key: str
     eta: _common_pb2.Eta
-    def __init__(self, meta: _Optional[_Union[EventMeta, _Mapping]] = ..., request_id: _Optional[str] = ..., scope: _Optional[_Union[_common_pb2.Scope, _Mapping]] = ..., choice: _Optional[_Union[_common_pb2.ModelChoice, _Mapping]] = ..., usage: _Optional[_Union[_common_pb2.TokenUsage, _Mapping]] = ..., cost: _Optional[_Union[_common_pb2.Cost, _Mapping]] = ..., cache: _Optional[_Union[_common_pb2.CacheReport, _Mapping]] = ..., context: _Optional[_Union[_common_pb2.ContextReport, _Mapping]] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., time_to_first_token: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., task_category: _Optional[str] = ..., prompt: _Optional[_Iterable[_Union[_common_pb2.Message, _Mapping]]] = ..., answer: _Optional[str] = ..., finish_reason: _Optional[str] = ..., error: _Optional[bool] = ..., error_message: _Optional[str] = ..., cache_policy: _Optional[_Union[_common_pb2.CachePolicy, _Mapping]] = ..., cache_key: _Optional[str] = ..., eta: _Optional[_Union[_common_pb2.Eta, _Mapping]] = ...) -> None: ...
+    user_prompt: str
+    system_prompt: str
+    def __init__(self, meta: _Optional[_Union[EventMeta, _Mapping]] = ..., request_id: _Optional[str] = ..., scope: _Optional[_Union[_common_pb2.Scope, _Mapping]] = ..., choice: _Optional[_Union[_common_pb2.ModelChoice, _Mapping]] = ..., usage: _Optional[_Union[_common_pb2.TokenUsage, _Mapping]] = ..., cost: _Optional[_Union[_common_pb2.Cost, _Mapping]] = ..., cache: _Optional[_Union[_common_pb2.CacheReport, _Mapping]] = ..., context: _Optional[_Union[_common_pb2.ContextReport, _Mapping]] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., time_to_first_token: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., task_category: _Optional[str] = ..., prompt: _Optional[_Iterable[_Union[_common_pb2.Message, _Mapping]]] = ..., answer: _Optional[str] = ..., finish_reason: _Optional[str] = ..., error: _Optional[bool] = ..., error_message: _Optional[str] = ..., cache_policy: _Optional[_Union[_common_pb2.CachePolicy, _Mapping]] = ..., cache_key: _Optional[str] = ..., eta: _Optional[_Union[_common_pb2.Eta, _Mapping]] = ..., user_prompt: _Optional[str] = ..., system_prompt: _Optional[str] = ...) -> None: ...
 
 class LlmFeedback(_message.Message):
     __slots__ = ("meta", "request_id", "scope", "kind", "rating", "comment", "model", "cache_entry_id")

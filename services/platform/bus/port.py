@@ -17,13 +17,14 @@ import enum
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 __all__ = [
-    "Delivery",
     "Deduplicator",
+    "Delivery",
     "Envelope",
     "EventBus",
+    "ForgettingDeduplicator",
     "Handler",
     "Subscription",
 ]
@@ -60,10 +61,25 @@ class Subscription(Protocol):
 
 
 class Deduplicator(Protocol):
-    """Remembers which events a consumer has already handled."""
+    """Remembers which events a consumer has already handled.
+
+    A bus given one asks :meth:`first_time` *before* calling the handler. The id must not
+    stay recorded when the handler then fails, or the redelivery would be skipped and the
+    event lost: either record it in the handler's own transaction (rolled back with it),
+    or implement :class:`ForgettingDeduplicator`, whose ``forget`` the bus calls then.
+    """
 
     async def first_time(self, consumer: str, event_id: str) -> bool:
         """True the first time ``(consumer, event_id)`` is seen, False afterwards."""
+        ...
+
+
+@runtime_checkable
+class ForgettingDeduplicator(Deduplicator, Protocol):
+    """A deduplicator whose record the bus withdraws when the handler fails."""
+
+    async def forget(self, consumer: str, event_id: str) -> None:
+        """Undo :meth:`first_time` for ``(consumer, event_id)``: it is to be handled again."""
         ...
 
 
@@ -96,10 +112,15 @@ class EventBus(Protocol):
         """Deliver events on ``subject`` (wildcards allowed) to ``handler``.
 
         ``consumer`` names the durable consumer (SHARED) or its prefix (BROADCAST). A
-        message whose handler raises is redelivered after ``ack_wait`` (or at once when
-        the handler's error is reported back), up to ``max_deliver`` times. With a
-        ``deduplicator``, an event already handled by this consumer is acked without
-        calling the handler again.
+        message whose handler raises is redelivered after a short backoff (after
+        ``ack_wait`` when the process died instead), up to ``max_deliver`` deliveries in
+        all. With a ``deduplicator``, an event already handled by this consumer is acked
+        without calling the handler again (a BROADCAST subscription deduplicates under
+        its own per-replica consumer name, since every replica must handle every event).
+
+        Raises:
+            InvalidArgumentError: the subject belongs to no stream of the catalog or spans
+                several, or BROADCAST was asked of a work-queue stream.
         """
         ...
 

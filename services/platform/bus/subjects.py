@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
+
+from llmproxy.platform.errors import InvalidArgumentError
 
 LLM_COMPLETED = "llm.completed"
 LLM_FEEDBACK = "llm.feedback"
@@ -27,6 +31,8 @@ class StreamSpec:
     subjects: tuple[str, ...]
     #: True: a message is removed once acked (a work queue); False: kept by limits
     work_queue: bool = False
+    #: events older than this are discarded; without a limit the file store grows forever
+    max_age: timedelta = timedelta(days=7)
 
 
 STREAMS: tuple[StreamSpec, ...] = (
@@ -38,3 +44,68 @@ STREAMS: tuple[StreamSpec, ...] = (
     StreamSpec("SEARCH", (SEARCH_REQUESTED, SEARCH_PROGRESS, SEARCH_COMPLETED)),
     StreamSpec("SEARCH_TASKS", (SEARCH_EVALUATE,), work_queue=True),
 )
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """True when every subject that ``subject`` names is also matched by ``pattern``.
+
+    NATS wildcards: ``*`` is one token, ``>`` one or more trailing tokens. ``subject`` may
+    itself be a filter with wildcards (``job.*`` is covered by ``job.>``, not by ``job.started``).
+    """
+    wanted = pattern.split(".")
+    given = subject.split(".")
+    for i, token in enumerate(wanted):
+        if token == ">":
+            return len(given) > i
+        if i >= len(given):
+            return False
+        if token == "*":
+            if given[i] == ">":
+                return False
+        elif token != given[i]:
+            return False
+    return len(given) == len(wanted)
+
+
+def subjects_overlap(a: str, b: str) -> bool:
+    """True when some concrete subject is matched by both filters ``a`` and ``b``."""
+    left = a.split(".")
+    right = b.split(".")
+    for i in range(max(len(left), len(right))):
+        x = left[i] if i < len(left) else None
+        y = right[i] if i < len(right) else None
+        if x == ">" or y == ">":
+            # ">" needs at least one token on the other side at this position
+            return x is not None and y is not None
+        if x is None or y is None:
+            return False
+        if x != y and x != "*" and y != "*":
+            return False
+    return True
+
+
+def stream_for(subject: str, streams: Iterable[StreamSpec] = STREAMS) -> StreamSpec:
+    """The one stream that stores ``subject`` (a subject or a filter with wildcards).
+
+    Raises:
+        InvalidArgumentError: no stream covers the subject, or a filter spans several
+            streams (a JetStream consumer reads exactly one stream).
+    """
+    for spec in streams:
+        if any(subject_matches(pattern, subject) for pattern in spec.subjects):
+            return spec
+    touched = [
+        spec.name
+        for spec in streams
+        if any(subjects_overlap(pattern, subject) for pattern in spec.subjects)
+    ]
+    if touched:
+        raise InvalidArgumentError(
+            f"subject {subject!r} spans the streams {', '.join(touched)}; "
+            "subscribe to each stream's subjects separately",
+            field="subject",
+        )
+    raise InvalidArgumentError(
+        f"subject {subject!r} belongs to no stream; add it to subjects.STREAMS",
+        field="subject",
+    )

@@ -1,0 +1,1 @@
+"""Context service: conversation memory and context strategies."""

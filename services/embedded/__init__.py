@@ -1,0 +1,1 @@
+"""The embedded stack behind ``llmproxy up``: one machine, no containers."""

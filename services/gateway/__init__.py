@@ -1,0 +1,1 @@
+"""Gateway: the front door (gRPC Gateway service; OpenAI-compatible HTTP comes next)."""

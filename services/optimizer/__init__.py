@@ -1,0 +1,1 @@
+"""PCS Pareto search and router training."""

@@ -1,0 +1,1 @@
+"""Profiler: usage, spend and model/job profiles learned from completion events."""

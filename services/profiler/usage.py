@@ -1,0 +1,123 @@
+"""Recording usage from ``llm.completed`` and reading it back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import grpc
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from llmproxy.platform.bus.port import Envelope
+from llmproxy.platform.db.idempotency import claim_event
+from llmproxy.platform.db.models import UsageRecord
+from llmproxy.platform.errors import InvalidArgumentError
+from llmproxy.platform.events import decode_event
+from llmproxy.v1 import common_pb2, events_pb2, profiler_pb2, profiler_pb2_grpc
+
+__all__ = ["CONSUMER", "ProfilerServicer", "UsageRecorder", "usage_row"]
+
+CONSUMER = "profiler-usage"
+MAX_LIST = 1000
+
+
+def usage_row(event: events_pb2.LlmCompleted, event_id: str) -> UsageRecord:
+    """The usage row for one completion event (pure mapping)."""
+    scope = event.scope
+    return UsageRecord(
+        event_id=event_id,
+        request_id=event.request_id,
+        tenant_id=scope.tenant_id or None,
+        app_id=scope.app_id or None,
+        user_id=scope.user_id or None,
+        conversation_id=scope.conversation_id or None,
+        provider=event.choice.provider,
+        model=event.choice.model,
+        input_tokens=event.usage.input_tokens,
+        cached_input_tokens=event.usage.cached_input_tokens,
+        output_tokens=event.usage.output_tokens,
+        cost_nanousd=event.cost.cost_nanousd,
+        reference_cost_nanousd=event.cost.reference_cost_nanousd,
+        saved_nanousd=event.cost.saved_nanousd,
+        latency_ms=event.latency.ToMilliseconds() if event.HasField("latency") else None,
+        ttft_ms=(
+            event.time_to_first_token.ToMilliseconds()
+            if event.HasField("time_to_first_token")
+            else None
+        ),
+        cache_outcome=common_pb2.CacheOutcome.Name(event.cache.outcome),
+        context_strategy=common_pb2.ContextStrategy.Name(event.context.strategy),
+        tokens_sent=event.context.tokens_sent,
+        tokens_full_history=event.context.tokens_full_history,
+        error=event.error,
+        created_at=event.meta.occurred_at.ToDatetime(UTC),
+    )
+
+
+class UsageRecorder:
+    """Writes one usage row per completion event, exactly once."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def __call__(self, envelope: Envelope) -> None:
+        event = decode_event(envelope, events_pb2.LlmCompleted)
+        async with self._sessions.begin() as session:
+            if await claim_event(
+                session,
+                consumer=CONSUMER,
+                event_id=envelope.event_id,
+                now=datetime.now(UTC),
+            ):
+                session.add(usage_row(event, envelope.event_id))
+
+
+class ProfilerServicer(profiler_pb2_grpc.ProfilerServicer):
+    """ListUsage. GetProfiles and EstimateJobSize come with model selection and scheduling."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._sessions = sessions
+        self._now = clock
+
+    async def ListUsage(  # noqa: N802
+        self, request: profiler_pb2.ListUsageRequest, context: grpc.aio.ServicerContext
+    ) -> profiler_pb2.ListUsageReply:
+        if not request.tenant_id:
+            raise InvalidArgumentError("tenant_id is required", field="tenant_id")
+        limit = request.limit or 100
+        if not 1 <= limit <= MAX_LIST:
+            raise InvalidArgumentError(f"limit must be between 1 and {MAX_LIST}", field="limit")
+        query = (
+            select(UsageRecord)
+            .where(UsageRecord.tenant_id == request.tenant_id)
+            .order_by(UsageRecord.created_at.desc())
+            .limit(limit)
+        )
+        if request.request_id:
+            query = query.where(UsageRecord.request_id == request.request_id)
+        async with self._sessions() as session:
+            rows = list(await session.scalars(query))
+        records = []
+        for row in rows:
+            record = profiler_pb2.UsageRecord(
+                request_id=row.request_id,
+                tenant_id=row.tenant_id or "",
+                app_id=row.app_id or "",
+                user_id=row.user_id or "",
+                conversation_id=row.conversation_id or "",
+                model=row.model,
+                input_tokens=row.input_tokens,
+                output_tokens=row.output_tokens,
+                cost_nanousd=row.cost_nanousd,
+                saved_nanousd=row.saved_nanousd,
+                latency_seconds=(row.latency_ms or 0.0) / 1000,
+                cache_hit=row.cache_outcome.endswith("_HIT"),
+            )
+            record.created_at.FromDatetime(row.created_at)
+            records.append(record)
+        return profiler_pb2.ListUsageReply(records=records)
