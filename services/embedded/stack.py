@@ -241,6 +241,7 @@ class EmbeddedStack:
             "database_url": _redact(self.database_url),
             "model_url": self.model_url,
             "logs": str(self.logs),
+            "processes": {name: process.pid for name, process in self._children},
         }
         (self.config.home / STACK_FILE).write_text(json.dumps(document, indent=2))
 

@@ -40,10 +40,12 @@ def format_reply(reply: gateway_pb2.AskReply) -> str:
     usage = reply.usage
     latency_ms = reply.latency.ToMilliseconds()
     cost = reply.cost.cost_nanousd / 1e9
+    saved = reply.cost.saved_nanousd / 1e9
     return (
         f"{reply.answer.strip()}\n\n"
         f"— model {reply.choice.model} ({reply.choice.policy}) · "
         f"tokens {usage.input_tokens} in / {usage.output_tokens} out · "
-        f"latency {latency_ms} ms · cost ${cost:.6f}\n"
+        f"latency {latency_ms} ms · cost ${cost:.6f} "
+        f"(saved ${saved:.6f} vs {reply.cost.reference_model or 'the reference model'})\n"
         f"  conversation {reply.conversation_id or '-'} · request {reply.request_id}"
     )
