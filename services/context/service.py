@@ -9,7 +9,7 @@ import grpc
 from pydantic import Field
 
 from llmproxy.context.servicer import CONSUMER, ContextServicer, TurnRecorder
-from llmproxy.context.tokens import count_tokens
+from llmproxy.platform.tokens import count_tokens
 from llmproxy.platform.bus.subjects import LLM_COMPLETED
 from llmproxy.platform.connect import open_database_and_bus
 from llmproxy.platform.settings import ServiceSettings

@@ -15,6 +15,7 @@ from openai import AsyncOpenAI
 
 from llmproxy.gateway.providers.port import ChatRequest, ChatResult, StreamEvent
 from llmproxy.platform.errors import DeadlineExceededError, ProviderError
+from llmproxy.platform.tokens import count_tokens
 
 __all__ = ["OpenAICompatibleProvider"]
 
@@ -96,9 +97,15 @@ class OpenAICompatibleProvider:
         except Exception as exc:
             raise self._translate(exc) from exc
         elapsed = time.perf_counter() - started
+        text = "".join(parts)
+        if not output_tokens and text:
+            # Some servers (llama.cpp among them) send no usage when streaming; count the
+            # tokens ourselves rather than bill and profile the answer as free.
+            input_tokens = sum(count_tokens(m.content) for m in request.messages)
+            output_tokens = count_tokens(text)
         yield StreamEvent(
             result=ChatResult(
-                text="".join(parts),
+                text=text,
                 finish_reason=finish_reason,
                 input_tokens=input_tokens,
                 output_tokens=output_tokens,
@@ -118,7 +125,10 @@ class OpenAICompatibleProvider:
             )
         if isinstance(exc, openai.APIStatusError):
             retryable = exc.status_code == 429 or exc.status_code >= 500
-            detail = exc.message or str(exc)
+            # The SDK prefixes "Error code: N - "; the provider's own message is in the body.
+            body = exc.body
+            detail = body.get("message") if isinstance(body, dict) else None
+            detail = detail or exc.message or str(exc)
             return ProviderError(
                 f"{self.name} answered HTTP {exc.status_code}: {detail}",
                 provider=self.name,
