@@ -25,7 +25,7 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from llmproxy.platform.db.migrate import upgrade
+from llmproxy.platform.db import redacted_url, upgrade
 from llmproxy.platform.errors import ConfigurationError, UnavailableError
 from llmproxy.platform.processes import free_port, spawn, stop_process
 
@@ -145,7 +145,7 @@ class EmbeddedStack:
     async def _migrate(self) -> None:
         if not self.database_url:
             self.database_url = f"sqlite:///{self.config.home / 'llmproxy.db'}"
-        self._say(f"Database: {_redact(self.database_url)} — migrating to head")
+        self._say(f"Database: {redacted_url(self.database_url)} — migrating to head")
         await upgrade(self.database_url)
 
     async def _start_model(self) -> None:
@@ -238,7 +238,7 @@ class EmbeddedStack:
             "gateway": self.addresses.get("gateway", ""),
             "services": self.addresses,
             "nats_url": self.nats_url,
-            "database_url": _redact(self.database_url),
+            "database_url": redacted_url(self.database_url),
             "model_url": self.model_url,
             "logs": str(self.logs),
             "processes": {name: process.pid for name, process in self._children},
@@ -264,14 +264,6 @@ def _read_nats_url(ports_file: Path) -> str | None:
     except (OSError, json.JSONDecodeError):
         return None
     return urls[0] if urls else None
-
-
-def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        credentials, host = rest.rsplit("@", 1)
-        return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}" if ":" in credentials else url
-    return url
 
 
 async def _http_ok(url: str) -> bool:

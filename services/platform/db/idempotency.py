@@ -26,4 +26,4 @@ async def claim_event(session: AsyncSession, *, consumer: str, event_id: str, no
         .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
     )
     result = await session.execute(statement)
-    return bool(result.rowcount)
+    return bool(getattr(result, "rowcount", 0))

@@ -1,0 +1,156 @@
+"""The tables every service shares, as typed SQLAlchemy models.
+
+The schema itself is owned by the alembic chain in ``migrations/``; these models must
+match it (``tests/integration/test_migrations.py`` compares them on both backends). Only
+portable column types are used so one chain serves PostgreSQL and SQLite.
+
+Models carry no timestamp defaults: adapters take the time from an injected ``Clock``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from llmproxy.platform.db.types import UtcDateTime
+
+__all__ = ["Base", "Conversation", "ProcessedEvent", "Turn", "UsageRecord"]
+
+#: deterministic constraint names, so a later migration can drop or alter a constraint by
+#: name on both backends (SQLite and PostgreSQL would otherwise invent different ones)
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: SQLite only auto-increments an ``INTEGER PRIMARY KEY``; PostgreSQL gets 64 bits
+_AutoId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every LLMProxy table."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UtcDateTime()}
+
+
+class ProcessedEvent(Base):
+    """An event a consumer has handled, written in the same transaction as its effects.
+
+    A redelivered event finds its row and is acked without being applied twice.
+    """
+
+    __tablename__ = "processed_events"
+
+    consumer: Mapped[str] = mapped_column(String, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String, primary_key=True)
+    processed_at: Mapped[datetime]
+
+
+class UsageRecord(Base):
+    """One LLM call as the profiler recorded it from ``llm.completed``: tokens, money, timing."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (
+        UniqueConstraint("event_id"),
+        # spend per tenant over a time window is the profiler's most frequent question
+        Index(None, "tenant_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String, primary_key=True, default=lambda: str(uuid.uuid4()))
+    event_id: Mapped[str] = mapped_column(String)
+    request_id: Mapped[str] = mapped_column(String, index=True)
+    tenant_id: Mapped[str | None] = mapped_column(String)
+    app_id: Mapped[str | None] = mapped_column(String)
+    user_id: Mapped[str | None] = mapped_column(String)
+    conversation_id: Mapped[str | None] = mapped_column(String)
+    provider: Mapped[str] = mapped_column(String)
+    model: Mapped[str] = mapped_column(String)
+    input_tokens: Mapped[int] = mapped_column(Integer)
+    cached_input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer)
+    # money in nano-USD: exact integer sums, and 64 bits because $2.15 overflows 32
+    cost_nanousd: Mapped[int] = mapped_column(BigInteger)
+    reference_cost_nanousd: Mapped[int] = mapped_column(BigInteger, default=0)
+    saved_nanousd: Mapped[int] = mapped_column(BigInteger, default=0)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    ttft_ms: Mapped[float | None] = mapped_column(Float)
+    cache_outcome: Mapped[str] = mapped_column(String)
+    context_strategy: Mapped[str] = mapped_column(String)
+    tokens_sent: Mapped[int] = mapped_column(Integer)
+    tokens_full_history: Mapped[int] = mapped_column(Integer)
+    error: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime]
+
+
+class Conversation(Base):
+    """A conversation's header; its turns live in :class:`Turn`.
+
+    Ids are unique across tenants, but every query still filters on ``tenant_id`` so one
+    tenant can never read another's conversation by guessing an id.
+    """
+
+    __tablename__ = "conversations"
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String, index=True)
+    app_id: Mapped[str] = mapped_column(String)
+    user_id: Mapped[str | None] = mapped_column(String)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    #: turns before this instant are kept for the record but no longer sent
+    reset_at: Mapped[datetime | None]
+    summary: Mapped[str | None] = mapped_column(Text)
+    #: the summary covers turns with ``seq <= summary_upto_seq``
+    summary_upto_seq: Mapped[int | None] = mapped_column(Integer)
+
+    # lazy="raise": an implicit load would be a hidden query, which async sessions refuse;
+    # passive_deletes: the database's ON DELETE CASCADE removes the turns, unloaded
+    turns: Mapped[list[Turn]] = relationship(
+        order_by="Turn.seq",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        lazy="raise",
+    )
+
+
+class Turn(Base):
+    """One message of a conversation, in ``seq`` order."""
+
+    __tablename__ = "turns"
+    __table_args__ = (
+        UniqueConstraint("conversation_id", "seq"),
+        # appending the same request again (a redelivered event) must add nothing;
+        # turns without a request_id are not deduplicated (NULLs are distinct)
+        UniqueConstraint("conversation_id", "request_id", "role"),
+    )
+
+    id: Mapped[int] = mapped_column(_AutoId, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[str] = mapped_column(
+        String, ForeignKey("conversations.id", ondelete="CASCADE")
+    )
+    seq: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String)
+    content: Mapped[str] = mapped_column(Text)
+    tokens: Mapped[int] = mapped_column(Integer)
+    request_id: Mapped[str | None] = mapped_column(String)
+    created_at: Mapped[datetime]
+    #: float32 vector bytes, for the context service's ``relevant`` strategy
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
