@@ -5,8 +5,17 @@ from llmproxy.platform.bus.port import (
     Delivery,
     Envelope,
     EventBus,
+    ForgettingDeduplicator,
     Handler,
     Subscription,
 )
 
-__all__ = ["Deduplicator", "Delivery", "Envelope", "EventBus", "Handler", "Subscription"]
+__all__ = [
+    "Deduplicator",
+    "Delivery",
+    "Envelope",
+    "EventBus",
+    "ForgettingDeduplicator",
+    "Handler",
+    "Subscription",
+]

@@ -94,7 +94,13 @@ class EventBus(Protocol):
     ) -> None:
         """Publish and wait for the broker's ack (the event is stored when this returns).
 
-        Publishing the same ``event_id`` twice stores it once.
+        Publishing the same ``event_id`` twice stores it once (within the broker's
+        duplicate window, two minutes for JetStream), so a publish may safely be retried.
+
+        Raises:
+            InvalidArgumentError: the subject has wildcards or belongs to no stream of
+                the catalog, or ``event_id`` is empty.
+            UnavailableError: the broker did not store the event in time.
         """
         ...
 
