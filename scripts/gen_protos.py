@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "proto"
 PROTO_DIR = PROTO_ROOT / "llmproxy" / "v1"
 OUT_DIR = ROOT / "services" / "v1"
-PACKAGE_DOC = '"""Generated gRPC contracts (llmproxy.v1). Do not edit: run scripts/gen_protos.py."""\n'
+PACKAGE_DOC = (
+    '"""Generated gRPC contracts (llmproxy.v1). Do not edit: run scripts/gen_protos.py."""\n'
+)
 
 
 def generate(into: Path) -> None:
@@ -51,8 +53,10 @@ def differences(generated: Path, committed: Path) -> list[str]:
     new = {p.name for p in generated.iterdir() if p.is_file()}
     old = {p.name for p in committed.iterdir() if p.is_file()} if committed.exists() else set()
     changed = sorted(n for n in new & old if not filecmp.cmp(generated / n, committed / n, False))
-    return changed + sorted(f"missing: {n}" for n in new - old) + sorted(
-        f"stale: {n}" for n in old - new
+    return (
+        changed
+        + sorted(f"missing: {n}" for n in new - old)
+        + sorted(f"stale: {n}" for n in old - new)
     )
 
 

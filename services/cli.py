@@ -104,7 +104,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         status = results[name]
         healthy &= status == "SERVING"
         print(f"{name:<10} {address:<22} {status}")
-    print(f"\nNATS {stack['nats_url']}  database {stack['database_url']}  model {stack['model_url']}")
+    print(
+        f"\nNATS {stack['nats_url']}  database {stack['database_url']}  model {stack['model_url']}"
+    )
     return 0 if healthy else 1
 
 
@@ -185,9 +187,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("service", choices=sorted(SERVICE_MODULES))
     serve.set_defaults(func=cmd_serve)
 
-    up = sub.add_parser("up", help="run the whole stack on this machine (embedded NATS, SQLite, local model)")
+    up = sub.add_parser(
+        "up", help="run the whole stack on this machine (embedded NATS, SQLite, local model)"
+    )
     up.add_argument("--home", help="state directory (default $LLMPROXY_HOME or ~/.llmproxy)")
-    up.add_argument("--gateway-port", type=int, default=int(os.environ.get("LLMPROXY_GATEWAY_PORT", "50051")))
+    up.add_argument(
+        "--gateway-port", type=int, default=int(os.environ.get("LLMPROXY_GATEWAY_PORT", "50051"))
+    )
     up.set_defaults(func=cmd_up)
 
     status = sub.add_parser("status", help="health of each service of the running stack")

@@ -42,7 +42,6 @@ def nats_url(nats_server: NatsServer) -> str:
 
 from tests.support.db_fixtures import db_url, postgres_db_url, sqlite_db_url  # noqa: E402, F401
 
-
 # ---------------------------------------------------------------------------------------
 # The local model (llama.cpp server + SmolLM2), once per test session
 # ---------------------------------------------------------------------------------------

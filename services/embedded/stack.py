@@ -29,7 +29,7 @@ from llmproxy.platform.db import redacted_url, upgrade
 from llmproxy.platform.errors import ConfigurationError, UnavailableError
 from llmproxy.platform.processes import free_port, spawn, stop_process
 
-__all__ = ["SERVICES", "StackConfig", "EmbeddedStack", "default_home", "read_stack_file"]
+__all__ = ["SERVICES", "EmbeddedStack", "StackConfig", "default_home", "read_stack_file"]
 
 #: start order: what others depend on first; the gateway, the front door, last
 SERVICES = ("profiler", "context", "cache", "scheduler", "optimizer", "whatsapp", "gateway")
@@ -128,8 +128,15 @@ class EmbeddedStack:
             "nats",
             [
                 str(nats_server_binary()),
-                "-a", "127.0.0.1", "-p", "-1", "-js",
-                "-sd", str(data), "--ports_file_dir", str(data),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                "-1",
+                "-js",
+                "-sd",
+                str(data),
+                "--ports_file_dir",
+                str(data),
             ],
         )
         ports_file = data / f"nats-server_{process.pid}.ports"
@@ -156,12 +163,21 @@ class EmbeddedStack:
         process = self._spawn(
             "model",
             [
-                sys.executable, "-m", "llama_cpp.server",
-                "--model", str(smollm2_gguf()),
-                "--model_alias", LOCAL_MODEL,
-                "--host", "127.0.0.1", "--port", str(port),
-                "--n_ctx", "2048",
-                "--n_threads", str(self.config.model_threads),
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(smollm2_gguf()),
+                "--model_alias",
+                LOCAL_MODEL,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--n_ctx",
+                "2048",
+                "--n_threads",
+                str(self.config.model_threads),
             ],
         )
         self.model_url = f"http://127.0.0.1:{port}/v1"

@@ -19,7 +19,7 @@ class _HasMeta(Protocol):
     @property
     def meta(self) -> events_pb2.EventMeta: ...
 
-    def SerializeToString(self, *, deterministic: bool = ...) -> bytes: ...  # noqa: N802
+    def SerializeToString(self, *, deterministic: bool = ...) -> bytes: ...
 
 
 M = TypeVar("M", bound=Message)

@@ -10,7 +10,9 @@ import structlog
 __all__ = ["configure_logging"]
 
 
-def configure_logging(*, service: str, instance: str, level: str = "info", fmt: str = "json") -> None:
+def configure_logging(
+    *, service: str, instance: str, level: str = "info", fmt: str = "json"
+) -> None:
     """Route structlog and the standard library's logging through one renderer."""
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()

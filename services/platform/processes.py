@@ -64,7 +64,9 @@ def stop_process(process: subprocess.Popen[bytes], *, timeout_s: float) -> int |
         return process.wait(5)
 
 
-def wait_for_file(path: Path, *, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> bool:
+def wait_for_file(
+    path: Path, *, timeout_s: float, process: subprocess.Popen[bytes] | None = None
+) -> bool:
     """Poll for ``path`` to exist (a child announcing it is ready); False on timeout or exit."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

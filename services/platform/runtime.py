@@ -59,9 +59,7 @@ class ServiceApp(Protocol):
         ...
 
 
-async def serve_forever(
-    app: ServiceApp, settings: ServiceSettings, stop: asyncio.Event
-) -> None:
+async def serve_forever(app: ServiceApp, settings: ServiceSettings, stop: asyncio.Event) -> None:
     """Serve ``app`` until ``stop`` is set, then shut down gracefully."""
     server = grpc.aio.server(interceptors=[BoundaryInterceptor()])
     health = HealthServicer()

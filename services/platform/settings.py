@@ -82,7 +82,10 @@ class ServiceSettings(BaseSettings):
         description="postgresql://user@host/db or sqlite:///path",
     )
     connect_retries: int = Field(
-        5, ge=0, le=100, description="retries after a failed first attempt to reach NATS / the database at start"
+        5,
+        ge=0,
+        le=100,
+        description="retries after a failed first attempt to reach NATS / the database at start",
     )
     connect_backoff: Duration = Field(
         timedelta(seconds=0.5), description="first wait between attempts; doubles each time"

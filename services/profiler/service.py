@@ -32,9 +32,7 @@ class App:
         self._resources = AsyncExitStack()
 
     async def start(self, server: grpc.aio.Server) -> None:
-        sessions, bus = await open_database_and_bus(
-            self._settings, self._resources, name=self.name
-        )
+        sessions, bus = await open_database_and_bus(self._settings, self._resources, name=self.name)
         subscription = await bus.subscribe(
             LLM_COMPLETED, UsageRecorder(sessions), consumer=CONSUMER
         )

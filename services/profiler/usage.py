@@ -84,7 +84,7 @@ class ProfilerServicer(profiler_pb2_grpc.ProfilerServicer):
         self._sessions = sessions
         self._now = clock
 
-    async def ListUsage(  # noqa: N802
+    async def ListUsage(
         self, request: profiler_pb2.ListUsageRequest, context: grpc.aio.ServicerContext
     ) -> profiler_pb2.ListUsageReply:
         if not request.tenant_id:
@@ -101,7 +101,7 @@ class ProfilerServicer(profiler_pb2_grpc.ProfilerServicer):
         if request.request_id:
             query = query.where(UsageRecord.request_id == request.request_id)
         async with self._sessions() as session:
-            rows = list(await session.scalars(query))
+            rows: list[UsageRecord] = list(await session.scalars(query))
         records = []
         for row in rows:
             record = profiler_pb2.UsageRecord(

@@ -37,7 +37,9 @@ def _wait_for_stack(home: Path, process: subprocess.Popen[str], timeout: float =
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"llmproxy up exited early:\n{process.stdout.read() if process.stdout else ''}")
+            raise AssertionError(
+                f"llmproxy up exited early:\n{process.stdout.read() if process.stdout else ''}"
+            )
         try:
             return json.loads((home / "stack.json").read_text())
         except (OSError, json.JSONDecodeError):
@@ -50,7 +52,11 @@ def stack(tmp_path: Path) -> Iterator[tuple[Path, dict, subprocess.Popen[str], d
     home = tmp_path / "home"
     env = _env(home)
     process = subprocess.Popen(
-        [str(BIN / "llmproxy"), "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [str(BIN / "llmproxy"), "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         yield home, _wait_for_stack(home, process), process, env
@@ -64,10 +70,13 @@ def stack(tmp_path: Path) -> Iterator[tuple[Path, dict, subprocess.Popen[str], d
 
 
 def test_up_then_ask_answers_with_the_local_model_and_records_usage(stack) -> None:  # type: ignore[no-untyped-def]
-    home, info, process, env = stack
+    home, _info, _process, env = stack
     asked = subprocess.run(
         [str(BIN / "llmproxy"), "ask", "What is the capital of France?", "--json"],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert asked.returncode == 0, asked.stderr
     reply = json.loads(asked.stdout)
@@ -79,7 +88,10 @@ def test_up_then_ask_answers_with_the_local_model_and_records_usage(stack) -> No
     # The human-readable form carries the same facts.
     plain = subprocess.run(
         [str(BIN / "llmproxy"), "ask", "Name a colour.", "--conversation", reply["conversationId"]],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert plain.returncode == 0, plain.stderr
     assert "model smollm2-135m-instruct" in plain.stdout and "tokens" in plain.stdout
@@ -124,8 +136,11 @@ def test_stopping_up_leaves_no_process_behind(stack) -> None:  # type: ignore[no
 def test_ctrl_c_during_start_up_leaves_no_process_behind(tmp_path: Path) -> None:
     home = tmp_path / "home"
     process = subprocess.Popen(
-        [str(BIN / "llmproxy"), "up"], env=_env(home), stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
+        [str(BIN / "llmproxy"), "up"],
+        env=_env(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     seen: set[int] = set()
     deadline = time.monotonic() + 60

@@ -24,7 +24,8 @@ ALL = ["gateway", "context", "cache", "scheduler", "profiler", "optimizer", "wha
 def _ask(address: str, **request: object) -> gateway_pb2.AskReply:
     with grpc.insecure_channel(address) as channel:
         return gateway_pb2_grpc.GatewayStub(channel).Ask(
-            gateway_pb2.AskRequest(**request), timeout=30  # type: ignore[arg-type]
+            gateway_pb2.AskRequest(**request),
+            timeout=30,  # type: ignore[arg-type]
         )
 
 
@@ -95,18 +96,25 @@ def test_a_provider_error_is_a_readable_status_not_a_hang(nats_url: str, tmp_pat
             gateway.kill()
 
     dead_port = free_port()
-    env = service_env(NATS_URL=nats_url, LLMPROXY_LOCAL_MODEL_URL=f"http://127.0.0.1:{dead_port}/v1")
+    env = service_env(
+        NATS_URL=nats_url, LLMPROXY_LOCAL_MODEL_URL=f"http://127.0.0.1:{dead_port}/v1"
+    )
     gateway = ServiceProcess("gateway", env, tmp_path / "gateway2.log").start()
     try:
         with pytest.raises(grpc.RpcError) as caught:
             _ask(gateway.address, messages=_messages("hi"))
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
-        assert f"cannot reach smollm2-135m-instruct at http://127.0.0.1:{dead_port}/v1" in caught.value.details()  # type: ignore[attr-defined]
+        assert (
+            f"cannot reach smollm2-135m-instruct at http://127.0.0.1:{dead_port}/v1"
+            in caught.value.details()
+        )  # type: ignore[attr-defined]
     finally:
         gateway.kill()
 
 
-def test_bad_requests_get_invalid_argument_naming_the_problem(nats_url: str, tmp_path: Path) -> None:
+def test_bad_requests_get_invalid_argument_naming_the_problem(
+    nats_url: str, tmp_path: Path
+) -> None:
     env = service_env(NATS_URL=nats_url, LLMPROXY_LOCAL_MODEL_URL="http://127.0.0.1:9/v1")
     gateway = ServiceProcess("gateway", env, tmp_path / "gateway.log").start()
     try:
@@ -115,16 +123,23 @@ def test_bad_requests_get_invalid_argument_naming_the_problem(nats_url: str, tmp
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
         assert "prompt is empty" in caught.value.details()  # type: ignore[attr-defined]
         with pytest.raises(grpc.RpcError) as caught:
-            _ask(gateway.address, messages=_messages("hi"),
-                 preferences=common_pb2.Preferences(pinned_model="gpt-9"))
+            _ask(
+                gateway.address,
+                messages=_messages("hi"),
+                preferences=common_pb2.Preferences(pinned_model="gpt-9"),
+            )
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
         assert "unknown model 'gpt-9'" in caught.value.details()  # type: ignore[attr-defined]
     finally:
         gateway.kill()
 
 
-def _serve_and_fail(name: str, env: dict[str, str], timeout_s: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([LLMPROXY, "serve", name], env=env, capture_output=True, text=True, timeout=timeout_s)
+def _serve_and_fail(
+    name: str, env: dict[str, str], timeout_s: float = 30
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [LLMPROXY, "serve", name], env=env, capture_output=True, text=True, timeout=timeout_s
+    )
 
 
 def test_an_invalid_setting_exits_non_zero_with_one_line_naming_it() -> None:
@@ -137,7 +152,9 @@ def test_an_invalid_setting_exits_non_zero_with_one_line_naming_it() -> None:
 def test_unreachable_nats_is_retried_then_a_clear_exit() -> None:
     dead = free_port()
     env = service_env(
-        NATS_URL=f"nats://127.0.0.1:{dead}", LLMPROXY_CONNECT_RETRIES="2", LLMPROXY_CONNECT_BACKOFF="100ms"
+        NATS_URL=f"nats://127.0.0.1:{dead}",
+        LLMPROXY_CONNECT_RETRIES="2",
+        LLMPROXY_CONNECT_BACKOFF="100ms",
     )
     started = time.monotonic()
     result = _serve_and_fail("gateway", env)

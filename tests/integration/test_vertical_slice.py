@@ -43,7 +43,9 @@ async def _eventually(url: str, model: type, count: int, **where: str) -> list: 
 async def test_ask_answers_from_the_local_model_and_the_profiler_records_usage(
     nats_url: str, postgres_db_url: str, local_model_url: str, tmp_path: Path
 ) -> None:
-    env = service_env(NATS_URL=nats_url, DATABASE_URL=postgres_db_url, LLMPROXY_LOCAL_MODEL_URL=local_model_url)
+    env = service_env(
+        NATS_URL=nats_url, DATABASE_URL=postgres_db_url, LLMPROXY_LOCAL_MODEL_URL=local_model_url
+    )
     services = run_services(["profiler", "context", "gateway"], env, tmp_path)
     try:
         async with grpc.aio.insecure_channel(services["gateway"].address) as channel:
@@ -66,9 +68,14 @@ async def test_ask_answers_from_the_local_model_and_the_profiler_records_usage(
             assert len(usage) == 1
             row = usage[0]
             assert (row.model, row.tenant_id, row.input_tokens, row.output_tokens) == (
-                "smollm2-135m-instruct", "local", first.usage.input_tokens, first.usage.output_tokens
+                "smollm2-135m-instruct",
+                "local",
+                first.usage.input_tokens,
+                first.usage.output_tokens,
             )
-            turns = await _eventually(postgres_db_url, Turn, 2, conversation_id=first.conversation_id)
+            turns = await _eventually(
+                postgres_db_url, Turn, 2, conversation_id=first.conversation_id
+            )
             assert [t.role for t in sorted(turns, key=lambda t: t.seq)] == ["user", "assistant"]
 
             # The next question in the conversation carries the history.
@@ -85,7 +92,8 @@ async def test_ask_answers_from_the_local_model_and_the_profiler_records_usage(
 
             # Streaming: first what was chosen, then text, then the full metadata.
             chunks = [
-                c async for c in gateway.AskStream(
+                c
+                async for c in gateway.AskStream(
                     gateway_pb2.AskRequest(
                         prompt="Say hello.", generation=common_pb2.GenerationParams(max_tokens=16)
                     ),
@@ -95,13 +103,17 @@ async def test_ask_answers_from_the_local_model_and_the_profiler_records_usage(
             kinds = [c.WhichOneof("kind") for c in chunks]
             assert kinds[0] == "accepted" and kinds[-1] == "final" and "delta" in kinds
             final = chunks[-1].final
-            assert final.answer == "".join(c.delta for c in chunks if c.WhichOneof("kind") == "delta")
+            assert final.answer == "".join(
+                c.delta for c in chunks if c.WhichOneof("kind") == "delta"
+            )
             assert final.usage.output_tokens > 0
 
             # An unknown conversation is a clear NOT_FOUND, not a new conversation.
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await gateway.Ask(
-                    gateway_pb2.AskRequest(prompt="hi", scope=common_pb2.Scope(conversation_id="nope")),
+                    gateway_pb2.AskRequest(
+                        prompt="hi", scope=common_pb2.Scope(conversation_id="nope")
+                    ),
                     timeout=30,
                 )
             assert caught.value.code() == grpc.StatusCode.NOT_FOUND

@@ -27,7 +27,7 @@ class FakeOpenAIServer:
             def log_message(self, *args: object) -> None:
                 return
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
                 outer.requests.append(body)
                 time.sleep(outer.behaviour.delay_s)

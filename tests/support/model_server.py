@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -21,9 +20,21 @@ def local_model_server(log_dir: Path, *, timeout_s: float = 60) -> Iterator[str]
     port = free_port()
     process = spawn(
         [
-            sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf()),
-            "--model_alias", LOCAL_MODEL, "--host", "127.0.0.1", "--port", str(port),
-            "--n_ctx", "2048", "--n_threads", "2",
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(smollm2_gguf()),
+            "--model_alias",
+            LOCAL_MODEL,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+            "--n_threads",
+            "2",
         ],
         env={"PATH": "/usr/bin:/bin"},
         log_path=log_dir / "model.log",
@@ -33,7 +44,9 @@ def local_model_server(log_dir: Path, *, timeout_s: float = 60) -> Iterator[str]
         deadline = time.monotonic() + timeout_s
         while True:
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"model server did not start: {(log_dir / 'model.log').read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"model server did not start: {(log_dir / 'model.log').read_text()[-2000:]}"
+                )
             try:
                 if httpx.get(f"{url}/models", timeout=1).status_code == 200:
                     break

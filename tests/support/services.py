@@ -52,7 +52,9 @@ class ServiceProcess:
             deadline = time.monotonic() + timeout_s
             while health(self.address) != "SERVING":
                 if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"{self.name} did not start:\n{self.log.read_text()[-3000:]}")
+                    raise AssertionError(
+                        f"{self.name} did not start:\n{self.log.read_text()[-3000:]}"
+                    )
                 time.sleep(0.1)
         return self
 

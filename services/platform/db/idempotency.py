@@ -12,7 +12,9 @@ from llmproxy.platform.db.models import ProcessedEvent
 __all__ = ["claim_event"]
 
 
-async def claim_event(session: AsyncSession, *, consumer: str, event_id: str, now: datetime) -> bool:
+async def claim_event(
+    session: AsyncSession, *, consumer: str, event_id: str, now: datetime
+) -> bool:
     """Record that ``consumer`` handles ``event_id``; False if it already did.
 
     Call inside the transaction that applies the event's effects: either both commit or

@@ -1,6 +1,6 @@
 from datetime import timedelta
-from typing import ClassVar
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -25,7 +25,10 @@ def test_environment_overrides_and_unprefixed_urls(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("LLMPROXY_GRPC_PORT", "6000")
     monkeypatch.setenv("LLMPROXY_DRAIN_TIMEOUT", "500ms")
     settings = load_settings(_Svc)
-    assert (settings.nats_url, settings.database_url) == ("nats://10.0.0.1:4222", "postgresql://u@db/x")
+    assert (settings.nats_url, settings.database_url) == (
+        "nats://10.0.0.1:4222",
+        "postgresql://u@db/x",
+    )
     assert settings.grpc_port == 6000
     assert settings.drain_timeout == timedelta(milliseconds=500)
 
