@@ -55,7 +55,7 @@ async def test_ask_answers_from_the_local_model_and_the_profiler_records_usage(
                     prompt="What is the capital of France?",
                     generation=common_pb2.GenerationParams(max_tokens=48),
                 ),
-                timeout=60,
+                timeout=120,
             )
             assert first.answer.strip()
             assert first.choice.model == "smollm2-135m-instruct"
@@ -85,7 +85,7 @@ async def test_ask_answers_from_the_local_model_and_the_profiler_records_usage(
                     scope=common_pb2.Scope(conversation_id=first.conversation_id),
                     generation=common_pb2.GenerationParams(max_tokens=32),
                 ),
-                timeout=60,
+                timeout=120,
             )
             assert second.context.turns_total == 2 and second.context.turns_sent == 2
             assert second.context.tokens_sent == second.context.tokens_full_history > 0
@@ -97,7 +97,7 @@ async def test_ask_answers_from_the_local_model_and_the_profiler_records_usage(
                     gateway_pb2.AskRequest(
                         prompt="Say hello.", generation=common_pb2.GenerationParams(max_tokens=16)
                     ),
-                    timeout=60,
+                    timeout=120,
                 )
             ]
             kinds = [c.WhichOneof("kind") for c in chunks]
@@ -120,4 +120,6 @@ async def test_ask_answers_from_the_local_model_and_the_profiler_records_usage(
             assert "unknown conversation 'nope'" in (caught.value.details() or "")
     finally:
         for service in reversed(services.values()):
+            # Captured by pytest and shown only when the test fails.
+            print(f"--- {service.name} log ---\n{service.log.read_text()[-4000:]}")
             assert service.terminate() == 0
