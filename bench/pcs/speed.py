@@ -1,0 +1,127 @@
+"""Simulator speed: wall time and events/s of one full simulation with a prediction for
+every job, per trace size.
+
+Run (from the repository root):
+
+    .venv/bin/python bench/pcs/speed.py              # 1k, 2.5k, 9k, 15k, 19k, 51k-job traces
+    .venv/bin/python bench/pcs/speed.py --smoke      # 1k and 2.5k traces, first 500 jobs
+
+Writes bench/results/pcs_speed[_smoke].json and prints a table. One process, one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from _common import RunTimeout, machine, time_limit, write_result
+
+
+from llmproxy.scheduler.core import ClusterConfig, ConfigError, make_policy  # noqa: E402
+from llmproxy.scheduler.sim import (  # noqa: E402
+    DEFAULT_DATA_DIR,
+    paper_config,
+    read_trace,
+    simulate,
+    trace_path,
+)
+
+#: trace per size class: 1k, 2.5k, 9k, 15k, 19k, 51k jobs
+TRACES = ("2869ce", "0e4a51", "b436b2", "6c71a0", "11cb48", "6214e9")
+
+
+def policy_for(label: str, trace: str):
+    if label.startswith("wfq-"):
+        preset = label.removeprefix("wfq-")
+        try:
+            return make_policy("wfq", config=paper_config(trace, preset))
+        except ConfigError:
+            return None
+    return make_policy(label)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--traces", default=",".join(TRACES))
+    parser.add_argument("--policies", default="wfq-jct,wfq-pred,afs,srsf")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="give up on one run after this many seconds (default 300)",
+    )
+    args = parser.parse_args()
+    traces = TRACES[:2] if args.smoke else tuple(t for t in args.traces.split(",") if t)
+    limit = 500 if args.smoke else None
+    name = "pcs_speed_smoke" if args.smoke else "pcs_speed"
+    rows: list[dict] = []
+    payload = {
+        "command": " ".join(["bench/pcs/speed.py", *sys.argv[1:]]),
+        "machine": machine(),
+        "gpus": 64,
+        "timeout_s": args.timeout,
+        "runs": rows,
+    }
+    for trace in traces:
+        path = trace_path(trace, DEFAULT_DATA_DIR)
+        if not path.exists():
+            print(f"skip {trace}: {path} is absent")
+            continue
+        jobs = read_trace(path, limit)
+        for label in args.policies.split(","):
+            policy = policy_for(label, trace)
+            if policy is None:
+                rows.append(
+                    {
+                        "trace": trace,
+                        "jobs": len(jobs),
+                        "policy": label,
+                        "status": "no published config",
+                    }
+                )
+                continue
+            started = time.perf_counter()
+            try:
+                with time_limit(args.timeout):
+                    result = simulate(jobs, ClusterConfig(gpus=64), policy)
+                wall = result.wall_seconds
+                rows.append(
+                    {
+                        "trace": trace,
+                        "jobs": len(jobs),
+                        "policy": label,
+                        "status": "ok",
+                        "wall_s": wall,
+                        "events": result.events,
+                        "events_per_s": result.events / wall,
+                    }
+                )
+            except RunTimeout:
+                rows.append(
+                    {
+                        "trace": trace,
+                        "jobs": len(jobs),
+                        "policy": label,
+                        "status": f"timeout > {args.timeout:.0f} s",
+                        "wall_s": time.perf_counter() - started,
+                    }
+                )
+            print(rows[-1], flush=True)
+            write_result(name, payload)
+    print(f"\n{'trace':<8} {'jobs':>6} {'policy':<9} {'wall s':>8} {'events':>8} {'events/s':>9}")
+    for r in rows:
+        if r["status"] == "ok":
+            print(
+                f"{r['trace']:<8} {r['jobs']:>6} {r['policy']:<9} {r['wall_s']:>8.2f} "
+                f"{r['events']:>8} {r['events_per_s']:>9.0f}"
+            )
+        else:
+            print(f"{r['trace']:<8} {r['jobs']:>6} {r['policy']:<9} {r['status']}")
+    print(f"wrote {write_result(name, payload)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""PCS scheduler: WFQ over job classes with completion-time predictions."""

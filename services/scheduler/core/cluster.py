@@ -1,0 +1,344 @@
+"""The synchronous scheduling core: a cluster of GPUs, its active jobs, and event handling.
+
+Callers (the simpy simulator, the predictor's replay, the live service) drive it with three
+calls: :meth:`Cluster.submit` at an arrival, :meth:`Cluster.next_event_time` to learn when the
+next completion (or forced re-decision) is due, and :meth:`Cluster.advance` to move time there.
+Allocations are recomputed by the policy at every arrival, completion and forced re-decision,
+and held constant in between (the fluid model: work done = rate x time).
+
+The active jobs live in numpy columns in submission order, so a decision is a handful of
+vector operations whatever the number of jobs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from .model import Allocation, ClusterConfig, ConfigError, Job, SchedulerError, UnknownJobError
+from .policies import ActiveJobs, Policy
+
+__all__ = ["Cluster", "Completion", "SpeedupCurve", "amdahl", "round_to_whole_gpus"]
+
+# rows of the float table; attained service = _ATT_BASE + _ATT_REF - _REMAINING (no update per step)
+(
+    _ARRIVAL,
+    _REMAINING,
+    _FACTOR,
+    _SIZE,
+    _DEMAND,
+    _SEEN_FIRST,
+    _SEEN_SUM0,
+    _SEEN_N0,
+    _ATT_BASE,
+    _ATT_REF,
+) = range(10)
+_ROWS = 10
+#: a job whose remaining run time is below this (seconds, relative to the clock) is done;
+#: absorbs float error when time is advanced exactly to a predicted completion
+_TIME_TOLERANCE = 1e-9
+
+
+class SpeedupCurve(Protocol):
+    """Work per second (GPU-seconds of single-GPU work) a job does on ``gpus`` GPUs."""
+
+    def __call__(self, gpus: np.ndarray, demand: np.ndarray) -> np.ndarray: ...
+
+
+def amdahl(serial_fraction: float) -> SpeedupCurve:
+    """Amdahl's law: ``g / (1 + s (g - 1))`` for g >= 1, linear below one GPU."""
+    if not 0 <= serial_fraction < 1:
+        raise ConfigError("serial_fraction", f"must be in [0, 1), got {serial_fraction!r}")
+
+    def curve(gpus: np.ndarray, demand: np.ndarray) -> np.ndarray:
+        scaled = gpus / (1.0 + serial_fraction * np.maximum(gpus - 1.0, 0.0))
+        return np.asarray(scaled, dtype=float)
+
+    return curve
+
+
+def round_to_whole_gpus(alloc: np.ndarray, demand: np.ndarray) -> np.ndarray:
+    """Whole-GPU variant of a fluid allocation: floor every share, then hand the GPUs the
+    fractions add up to to the largest fractions first (ties in submission order), never
+    above a job's demand."""
+    whole = np.floor(alloc + 1e-9)
+    spare = round(float(alloc.sum() - whole.sum()))
+    if spare > 0:
+        fraction = alloc - whole
+        order = np.argsort(-fraction, kind="stable")
+        order = order[(whole[order] + 1 <= demand[order] + 1e-9) & (fraction[order] > 1e-9)]
+        whole[order[:spare]] += 1
+    return whole
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A job that finished."""
+
+    job_id: int
+    #: completion time, seconds
+    time: float
+    #: average number of active jobs the job saw at scheduling events (for its fair JCT)
+    contention: float
+
+
+class Cluster:
+    """Active jobs on a cluster under one policy. Not thread-safe; one owner drives it."""
+
+    def __init__(
+        self, config: ClusterConfig, policy: Policy, speedup: SpeedupCurve | None = None
+    ) -> None:
+        self.config = config
+        self.policy = policy
+        self.speedup = speedup
+        self.now = 0.0
+        self._n = 0
+        self._table = np.zeros((_ROWS, 16))
+        self._ids = np.zeros(16, dtype=np.int64)
+        self._classes = np.zeros(16, dtype=np.int64)
+        self._exact = True
+        # the current decision: GPUs, work rates, absolute finish times, earliest finish;
+        # _alloc is None when an event invalidated it
+        self._alloc: np.ndarray | None = np.zeros(0)
+        self._rate = np.zeros(0)
+        self._finish_at = np.zeros(0)
+        self._next_finish = math.inf
+        self._last_decision = 0.0
+        # events seen so far and the sum of the active-job counts at them (contention)
+        self._events = 0
+        self._seen_sum = 0.0
+
+    # ----------------------------------------------------------------- queries
+    @property
+    def active_count(self) -> int:
+        return self._n
+
+    def is_active(self, job_id: int) -> bool:
+        return bool(np.any(self._ids[: self._n] == job_id))
+
+    def active_job_ids(self) -> list[int]:
+        return self._ids[: self._n].tolist()
+
+    def allocations(self) -> tuple[Allocation, ...]:
+        """The current decision, one record per active job in submission order."""
+        self._decide()
+        assert self._alloc is not None
+        return tuple(
+            Allocation(job_id, gpus)
+            for job_id, gpus in zip(
+                self._ids[: self._n].tolist(), self._alloc.tolist(), strict=True
+            )
+        )
+
+    def remaining_work(self, job_id: int) -> float:
+        """True remaining work of an active job, GPU-seconds."""
+        return float(self._table[_REMAINING, self._index(job_id)])
+
+    def settled_finish_time(self, job_id: int) -> float | None:
+        """The job's finish time if it holds its whole demand under a policy that never takes
+        it back before arrivals (``policy.keeps_full_demand``); else None."""
+        if not self.policy.keeps_full_demand:
+            return None
+        self._decide()
+        assert self._alloc is not None
+        i = self._index(job_id)
+        if self._alloc[i] < self._table[_DEMAND, i]:
+            return None
+        return float(self._finish_at[i])
+
+    def next_completion_time(self) -> float:
+        """When the next active job finishes at the current allocation (inf: none runs)."""
+        self._decide()
+        return self._next_finish
+
+    def next_event_time(self) -> float:
+        """The earlier of the next completion and the policy's next forced re-decision."""
+        self._decide()
+        interval = self.policy.reallocation_interval
+        if interval is not None and self._n > 0:
+            return min(self._next_finish, self._last_decision + interval)
+        return self._next_finish
+
+    # ----------------------------------------------------------------- events
+    def submit(self, job: Job, now: float) -> list[Completion]:
+        """Add ``job`` at time ``now`` (>= the clock); returns the jobs that completed while the
+        clock moved to ``now`` (empty when the caller advanced first, as drivers do)."""
+        if now < self.now:
+            raise SchedulerError(f"submit at {now} is before the clock {self.now}")
+        done = self.advance(now) if now > self.now else []
+        if self.is_active(job.job_id):
+            raise SchedulerError(f"job {job.job_id} is already active")
+        self._count_event()
+        n = self._n
+        if n == self._table.shape[1]:
+            self._grow()
+        believed = job.believed_size
+        col = self._table[:, n]
+        col[_ARRIVAL] = now
+        col[_REMAINING] = job.size
+        col[_FACTOR] = believed / job.size
+        col[_SIZE] = believed
+        col[_DEMAND] = job.demand
+        col[_SEEN_FIRST] = n + 1
+        col[_SEEN_SUM0] = self._seen_sum
+        col[_SEEN_N0] = self._events
+        col[_ATT_BASE] = 0.0
+        col[_ATT_REF] = job.size
+        self._ids[n] = job.job_id
+        self._classes[n] = self.policy.job_class(believed)
+        if believed != job.size:
+            self._exact = False
+        self._n = n + 1
+        self._alloc = None
+        return done
+
+    def advance(self, to_time: float) -> list[Completion]:
+        """Move the clock to ``to_time`` (not past :meth:`next_event_time`), doing the work
+        of the current allocation; jobs that finish at ``to_time`` leave and are returned; a
+        forced re-decision due at ``to_time`` is taken."""
+        if to_time < self.now:
+            raise SchedulerError(f"cannot go back in time: {to_time} < {self.now}")
+        self._decide()
+        n = self._n
+        if n == 0:
+            self.now = to_time
+            return []
+        if to_time > self.now:
+            remaining = self._table[_REMAINING, :n]
+            remaining -= self._rate * (to_time - self.now)
+            self.now = to_time
+        done: list[Completion] = []
+        tolerance = _TIME_TOLERANCE * max(1.0, abs(to_time))
+        if to_time + tolerance >= self._next_finish:
+            finished = np.flatnonzero(self._finish_at <= to_time + tolerance)
+            done = self._remove(finished)
+        interval = self.policy.reallocation_interval
+        if (
+            interval is not None
+            and self._n
+            and self._alloc is not None
+            and self.now >= self._last_decision + interval
+        ):
+            self._count_event()
+            self._alloc = None
+        return done
+
+    def believed_copy(self) -> Cluster:
+        """A copy in which every job's true remaining work is replaced by the believed one:
+        the state a predictor may replay (it cannot know the truth)."""
+        n = self._n
+        twin = Cluster(self.config, self.policy, self.speedup)
+        twin.now = self.now
+        twin._n = n
+        twin._table = self._table[:, : max(n, 1)].copy()
+        twin._ids = self._ids[: max(n, 1)].copy()
+        twin._classes = self._classes[: max(n, 1)].copy()
+        twin._events = self._events
+        twin._seen_sum = self._seen_sum
+        twin._last_decision = self._last_decision
+        if self._exact:
+            twin._alloc = self._alloc
+            twin._rate = self._rate
+            twin._finish_at = self._finish_at
+            twin._next_finish = self._next_finish
+        else:
+            table = twin._table
+            table[_ATT_BASE, :n] += table[_ATT_REF, :n] - table[_REMAINING, :n]
+            table[_REMAINING, :n] *= table[_FACTOR, :n]
+            table[_ATT_REF, :n] = table[_REMAINING, :n]
+            table[_FACTOR, :n] = 1.0
+            twin._alloc = None
+        return twin
+
+    # ----------------------------------------------------------------- internals
+    def _index(self, job_id: int) -> int:
+        hits = np.flatnonzero(self._ids[: self._n] == job_id)
+        if len(hits) == 0:
+            raise UnknownJobError(job_id)
+        return int(hits[0])
+
+    def _grow(self) -> None:
+        size = self._table.shape[1] * 2
+        table = np.zeros((_ROWS, size))
+        table[:, : self._n] = self._table[:, : self._n]
+        self._table = table
+        self._ids = np.resize(self._ids, size)
+        self._classes = np.resize(self._classes, size)
+
+    def _count_event(self) -> None:
+        self._seen_sum += self._n
+        self._events += 1
+
+    def _contention(self) -> np.ndarray:
+        n = self._n
+        t = self._table
+        return (t[_SEEN_FIRST, :n] + self._seen_sum - t[_SEEN_SUM0, :n]) / (
+            1.0 + self._events - t[_SEEN_N0, :n]
+        )
+
+    def _attained(self) -> np.ndarray:
+        n = self._n
+        t = self._table
+        return t[_ATT_BASE, :n] + t[_ATT_REF, :n] - t[_REMAINING, :n]
+
+    def _decide(self) -> None:
+        """Recompute the allocation if an event made it stale."""
+        if self._alloc is not None:
+            return
+        n = self._n
+        t = self._table
+        remaining = t[_REMAINING, :n]
+        demand = t[_DEMAND, :n]
+        jobs = ActiveJobs(
+            now=self.now,
+            arrival=t[_ARRIVAL, :n],
+            size=t[_SIZE, :n],
+            remaining=remaining if self._exact else remaining * t[_FACTOR, :n],
+            demand=demand,
+            job_class=self._classes[:n],
+            attained=self._attained,
+            contention=self._contention,
+        )
+        alloc = self.policy.allocate(jobs, self.config.gpus)
+        if self.config.whole_gpus:
+            alloc = round_to_whole_gpus(alloc, demand)
+        alloc = np.asarray(alloc, dtype=float)
+        rate = alloc if self.speedup is None else self.speedup(alloc, demand)
+        running = rate > 0
+        finish_at = np.divide(remaining, rate, out=np.full(n, math.inf), where=running)
+        finish_at += self.now
+        self._alloc = alloc
+        self._rate = rate
+        self._finish_at = finish_at
+        self._next_finish = float(finish_at.min()) if n else math.inf
+        self._last_decision = self.now
+
+    def _remove(self, finished: np.ndarray) -> list[Completion]:
+        n = self._n
+        t = self._table
+        done = []
+        for i in finished.tolist():
+            # every completion is one scheduling event, seen by all jobs still active
+            self._count_event()
+            seen = (t[_SEEN_FIRST, i] + self._seen_sum - t[_SEEN_SUM0, i]) / (
+                1.0 + self._events - t[_SEEN_N0, i]
+            )
+            done.append(Completion(int(self._ids[i]), self.now, float(seen)))
+        if len(done) == 1:
+            i = int(finished[0])
+            t[:, i : n - 1] = t[:, i + 1 : n]
+            self._ids[i : n - 1] = self._ids[i + 1 : n]
+            self._classes[i : n - 1] = self._classes[i + 1 : n]
+        elif done:
+            keep = np.ones(n, dtype=bool)
+            keep[finished] = False
+            m = n - len(done)
+            t[:, :m] = t[:, :n][:, keep]
+            self._ids[:m] = self._ids[:n][keep]
+            self._classes[:m] = self._classes[:n][keep]
+        self._n = n - len(done)
+        self._alloc = None
+        return done
