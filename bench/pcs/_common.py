@@ -6,7 +6,6 @@ import json
 import os
 import platform
 import signal
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path

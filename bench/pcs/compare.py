@@ -19,9 +19,8 @@ import time
 
 from _common import RunTimeout, machine, time_limit, write_result
 
-
-from llmproxy.scheduler.core import ClusterConfig, make_policy  # noqa: E402
-from llmproxy.scheduler.sim import (  # noqa: E402
+from llmproxy.scheduler.core import ClusterConfig, make_policy
+from llmproxy.scheduler.sim import (
     BASELINES,
     DEFAULT_DATA_DIR,
     default_specs,

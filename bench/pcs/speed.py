@@ -17,9 +17,8 @@ import time
 
 from _common import RunTimeout, machine, time_limit, write_result
 
-
-from llmproxy.scheduler.core import ClusterConfig, ConfigError, make_policy  # noqa: E402
-from llmproxy.scheduler.sim import (  # noqa: E402
+from llmproxy.scheduler.core import ClusterConfig, ConfigError, make_policy
+from llmproxy.scheduler.sim import (
     DEFAULT_DATA_DIR,
     paper_config,
     read_trace,
