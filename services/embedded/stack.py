@@ -89,6 +89,17 @@ def smollm2_gguf() -> Path:
     return path
 
 
+def model_server_argv(port: int, *, threads: int = 2) -> list[str]:
+    """The command that serves SmolLM2 with llama.cpp's OpenAI-compatible server."""
+    return [
+        sys.executable, "-m", "llama_cpp.server",
+        "--model", str(smollm2_gguf()),
+        "--model_alias", LOCAL_MODEL,
+        "--host", "127.0.0.1", "--port", str(port),
+        "--n_ctx", "2048", "--n_threads", str(threads),
+    ]  # fmt: skip
+
+
 class EmbeddedStack:
     def __init__(self, config: StackConfig, *, say: Callable[[str], None] = print) -> None:
         self.config = config
@@ -160,26 +171,7 @@ class EmbeddedStack:
             self._say(f"Model server: using {self.model_url}")
             return
         port = free_port()
-        process = self._spawn(
-            "model",
-            [
-                sys.executable,
-                "-m",
-                "llama_cpp.server",
-                "--model",
-                str(smollm2_gguf()),
-                "--model_alias",
-                LOCAL_MODEL,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--n_ctx",
-                "2048",
-                "--n_threads",
-                str(self.config.model_threads),
-            ],
-        )
+        process = self._spawn("model", model_server_argv(port, threads=self.config.model_threads))
         self.model_url = f"http://127.0.0.1:{port}/v1"
         await self._wait(lambda: _http_ok(f"{self.model_url}/models"), "model server", process)
         self._say(f"Model server: {LOCAL_MODEL} at {self.model_url}")

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import grpc
 from pydantic import Field
 
+from llmproxy.platform.health_only import HealthOnlyApp
 from llmproxy.platform.settings import ServiceSettings
 
 __all__ = ["App", "Settings"]
@@ -22,16 +22,5 @@ class Settings(ServiceSettings):
     grpc_port: int = Field(50057, ge=0, le=65535, description="gRPC port; 0 picks a free one")
 
 
-class App:
+class App(HealthOnlyApp):
     name = "whatsapp"
-    #: nothing registered yet, so health reports only the server as a whole
-    grpc_services: tuple[str, ...] = ()
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-
-    async def start(self, server: grpc.aio.Server) -> None:
-        return None
-
-    async def stop(self) -> None:
-        return None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from llmproxy.embedded.stack import LOCAL_MODEL, smollm2_gguf
+from llmproxy.embedded.stack import model_server_argv
 from llmproxy.platform.processes import free_port, spawn, stop_process
 
 
@@ -19,25 +18,7 @@ def local_model_server(log_dir: Path, *, timeout_s: float = 60) -> Iterator[str]
     """Start the server on a free port; yield its OpenAI base URL; always stop it."""
     port = free_port()
     process = spawn(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(smollm2_gguf()),
-            "--model_alias",
-            LOCAL_MODEL,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "2048",
-            "--n_threads",
-            "2",
-        ],
-        env={"PATH": "/usr/bin:/bin"},
-        log_path=log_dir / "model.log",
+        model_server_argv(port), env={"PATH": "/usr/bin:/bin"}, log_path=log_dir / "model.log"
     )
     url = f"http://127.0.0.1:{port}/v1"
     try:
