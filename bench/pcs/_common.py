@@ -47,8 +47,12 @@ def machine() -> dict[str, Any]:
     }
 
 
-def write_result(name: str, payload: dict[str, Any]) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def result_path(name: str, out: str | None) -> Path:
+    """Where a benchmark writes: ``out`` if given, else ``bench/results/<name>.json``."""
+    return Path(out) if out else RESULTS / f"{name}.json"
+
+
+def write_result(path: Path, payload: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=1, default=str))
     return path

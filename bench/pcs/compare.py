@@ -17,7 +17,7 @@ import argparse
 import sys
 import time
 
-from _common import RunTimeout, machine, time_limit, write_result
+from _common import RunTimeout, machine, result_path, time_limit, write_result
 
 from llmproxy.scheduler.core import ClusterConfig, make_policy
 from llmproxy.scheduler.sim import (
@@ -81,10 +81,15 @@ def main() -> int:
         default=None,
         help="give up on one policy run after this many seconds",
     )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="result file (default: bench/results/pcs_compare[_smoke].json)",
+    )
     args = parser.parse_args()
 
     limit = 300 if args.smoke else None
-    name = "pcs_compare_smoke" if args.smoke else "pcs_compare"
+    out_path = result_path("pcs_compare_smoke" if args.smoke else "pcs_compare", args.out)
     payload: dict = {
         "command": " ".join(["bench/pcs/compare.py", *sys.argv[1:]]),
         "machine": machine(),
@@ -121,13 +126,13 @@ def main() -> int:
             except RunTimeout:
                 entry["timeouts"].append({"policy": spec.label, "after_s": args.timeout})
                 print(f"{trace} {spec.label}: gave up after {args.timeout:.0f} s")
-                write_result(name, payload)
+                write_result(out_path, payload)
                 continue
             summary = summarize(result, spec.label)
             summaries.append(summary)
             entry["runs"].append(summary.as_dict())
             print(f"{trace} {spec.label}: {time.perf_counter() - started:.1f} s", flush=True)
-            write_result(name, payload)
+            write_result(out_path, payload)
         if summaries:
             print(
                 f"\ntrace {trace}: {len(jobs)} jobs, {args.gpus:g} GPUs, "
@@ -135,7 +140,7 @@ def main() -> int:
             )
             print(format_table(summaries))
             print()
-    out = write_result(name, payload)
+    out = write_result(out_path, payload)
     print("published (fig7, normalised to AFS; rows = the artifact's workloads 1-6):")
     print("  " + "  ".join(f"{p:>9}" for p in PUBLISHED["policies"]))
     for label, key in (("JCT/AFS", "avg_jct_norm"), ("err mean", "avg_error_pct")):

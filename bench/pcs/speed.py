@@ -15,7 +15,7 @@ import argparse
 import sys
 import time
 
-from _common import RunTimeout, machine, time_limit, write_result
+from _common import RunTimeout, machine, result_path, time_limit, write_result
 
 from llmproxy.scheduler.core import ClusterConfig, ConfigError, make_policy
 from llmproxy.scheduler.sim import (
@@ -51,10 +51,15 @@ def main() -> int:
         default=300.0,
         help="give up on one run after this many seconds (default 300)",
     )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="result file (default: bench/results/pcs_speed[_smoke].json)",
+    )
     args = parser.parse_args()
     traces = TRACES[:2] if args.smoke else tuple(t for t in args.traces.split(",") if t)
     limit = 500 if args.smoke else None
-    name = "pcs_speed_smoke" if args.smoke else "pcs_speed"
+    out_path = result_path("pcs_speed_smoke" if args.smoke else "pcs_speed", args.out)
     rows: list[dict] = []
     payload = {
         "command": " ".join(["bench/pcs/speed.py", *sys.argv[1:]]),
@@ -108,7 +113,7 @@ def main() -> int:
                     }
                 )
             print(rows[-1], flush=True)
-            write_result(name, payload)
+            write_result(out_path, payload)
     print(f"\n{'trace':<8} {'jobs':>6} {'policy':<9} {'wall s':>8} {'events':>8} {'events/s':>9}")
     for r in rows:
         if r["status"] == "ok":
@@ -118,7 +123,7 @@ def main() -> int:
             )
         else:
             print(f"{r['trace']:<8} {r['jobs']:>6} {r['policy']:<9} {r['status']}")
-    print(f"wrote {write_result(name, payload)}")
+    print(f"wrote {write_result(out_path, payload)}")
     return 0
 
 

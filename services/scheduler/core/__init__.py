@@ -23,7 +23,7 @@ from .policies import (
     max_min_fair,
     weighted_water_fill,
 )
-from .predictor import predict_completion_time
+from .predictor import CompletionPredictor, predict_completion_time, replay_completion_time
 
 __all__ = [
     "POLICY_NAMES",
@@ -32,6 +32,7 @@ __all__ = [
     "Cluster",
     "ClusterConfig",
     "Completion",
+    "CompletionPredictor",
     "ConfigError",
     "Job",
     "Policy",
@@ -44,6 +45,7 @@ __all__ = [
     "make_policy",
     "max_min_fair",
     "predict_completion_time",
+    "replay_completion_time",
     "round_to_whole_gpus",
     "weighted_water_fill",
 ]

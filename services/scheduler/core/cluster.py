@@ -110,6 +110,8 @@ class Cluster:
         # events seen so far and the sum of the active-job counts at them (contention)
         self._events = 0
         self._seen_sum = 0.0
+        #: jobs submitted so far (a change counter for caches such as the predictor's)
+        self.submitted = 0
 
     # ----------------------------------------------------------------- queries
     @property
@@ -192,6 +194,7 @@ class Cluster:
         if believed != job.size:
             self._exact = False
         self._n = n + 1
+        self.submitted += 1
         self._alloc = None
         return done
 
@@ -225,6 +228,35 @@ class Cluster:
             self._count_event()
             self._alloc = None
         return done
+
+    @property
+    def exact_sizes(self) -> bool:
+        """True when every job's believed size is its true size (replays then follow the
+        cluster's own future exactly, until the next arrival)."""
+        return self._exact
+
+    def latest_submissions(
+        self, count: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(ids, arrival, believed size, demand, job_class)`` of the last ``count`` active
+        jobs in submission order (the latest submissions, unless some of those finished)."""
+        lo = max(self._n - count, 0)
+        t = self._table
+        return (
+            self._ids[lo : self._n].copy(),
+            t[_ARRIVAL, lo : self._n].copy(),
+            t[_SIZE, lo : self._n].copy(),
+            t[_DEMAND, lo : self._n].copy(),
+            self._classes[lo : self._n].copy(),
+        )
+
+    def believed_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(ids, remaining, demand, job_class)`` of the active jobs in submission order, with
+        the *believed* remaining work (what :meth:`believed_copy` replays); fresh arrays."""
+        n = self._n
+        t = self._table
+        remaining = t[_REMAINING, :n].copy() if self._exact else t[_REMAINING, :n] * t[_FACTOR, :n]
+        return self._ids[:n].copy(), remaining, t[_DEMAND, :n].copy(), self._classes[:n].copy()
 
     def believed_copy(self) -> Cluster:
         """A copy in which every job's true remaining work is replaced by the believed one:

@@ -179,6 +179,10 @@ def max_min_fair(demand: np.ndarray, capacity: Any) -> np.ndarray:
 class _NoClasses:
     reallocation_interval: float | None = None
     keeps_full_demand = False
+    # optional policy attribute (not in the Protocol): class weights when the policy is
+    # "weighted water-fill over classes, FIFO with demand caps inside each", which the
+    # predictor replays by queue heads only; None: the straightforward replay
+    fifo_class_weights: tuple[float, ...] | None = None
 
     def job_class(self, believed_size: float) -> int:
         return 0
@@ -190,6 +194,8 @@ class Fifo(_NoClasses):
     name = "fifo"
     # the jobs ahead of a job only ever leave
     keeps_full_demand = True
+    # one class with all the GPUs: the predictor's queue-head replay applies
+    fifo_class_weights = (1.0,)
 
     def allocate(self, jobs: ActiveJobs, capacity: Any) -> np.ndarray:
         return fill_in_order(jobs.demand, None, capacity)
@@ -310,6 +316,8 @@ class WfqPcs:
         self.config = config or WfqConfig.single_class()
         self._weights: tuple[Fraction, ...] = self.config.weights
         self._float_weights = [float(w) for w in self._weights]
+        #: weighted classes, FIFO inside each: the predictor's queue-head replay applies
+        self.fifo_class_weights: tuple[float, ...] = tuple(self._float_weights)
 
     def job_class(self, believed_size: float) -> int:
         return self.config.class_of(believed_size)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
-from ..core import Cluster, ClusterConfig, Job, Policy, SpeedupCurve, predict_completion_time
+from ..core import Cluster, ClusterConfig, CompletionPredictor, Job, Policy, SpeedupCurve
 
 __all__ = ["SimulationResult", "simulate"]
 
@@ -70,6 +70,7 @@ def simulate(
     completion = np.full(n, np.nan)
     contention = np.full(n, np.nan)
     core = Cluster(cluster, policy, speedup)
+    predictor = CompletionPredictor(core)
     env = simpy.Environment()
     counters = {"events": 0, "done": 0}
     chosen = np.random.default_rng(seed).random(n) < prediction_share if predict else None
@@ -94,7 +95,7 @@ def simulate(
                 core.submit(job, t)
                 counters["events"] += 1
                 if chosen is not None and chosen[nxt]:
-                    predicted[nxt] = predict_completion_time(core, job.job_id)
+                    predicted[nxt] = predictor.predict(job.job_id)
                 nxt += 1
             if progress is not None:
                 progress(counters["done"], n)

@@ -1,0 +1,58 @@
+"""The PCS benchmarks run end to end at smoke size and write their JSON where they are told
+(never over the committed full results)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llmproxy.scheduler.sim import DEFAULT_DATA_DIR, trace_path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(script: str, *args: str, out: Path) -> dict:
+    trace = trace_path("0e4a51", DEFAULT_DATA_DIR)
+    if not trace.exists():
+        pytest.skip(f"{trace} is absent (shared PCS data not checked out)")
+    committed = ROOT / "bench" / "results"
+    before = {p.name: p.stat().st_mtime_ns for p in committed.glob("pcs_*.json")}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "pcs" / script), *args, "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    after = {p.name: p.stat().st_mtime_ns for p in committed.glob("pcs_*.json")}
+    assert after == before, "a smoke run rewrote the committed results"
+    return json.loads(out.read_text())
+
+
+def test_speed_smoke_times_every_run(tmp_path):
+    result = _run("speed.py", "--smoke", "--timeout", "60", out=tmp_path / "speed.json")
+    runs = result["runs"]
+    assert {r["trace"] for r in runs} == {"2869ce", "0e4a51"}
+    timed = [r for r in runs if r["status"] == "ok"]
+    assert timed and all(r["events_per_s"] > 0 for r in timed)
+
+
+def test_compare_smoke_tabulates_baselines_and_wfq(tmp_path):
+    result = _run(
+        "compare.py",
+        "--smoke",
+        "--traces",
+        "0e4a51,2869ce",
+        "--policies",
+        "fifo,srsf,afs",
+        "--timeout",
+        "60",
+        out=tmp_path / "compare.json",
+    )
+    runs = result["traces"]["0e4a51"]["runs"]
+    assert {r["policy"] for r in runs} == {"fifo", "srsf", "afs", "wfq-pred", "wfq-jct"}
+    fifo = next(r for r in runs if r["policy"] == "fifo")
+    assert fifo["error_mean"] == pytest.approx(0.0, abs=1e-6)
