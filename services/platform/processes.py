@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["free_port", "pid_alive", "spawn", "stop_process", "wait_for_file"]
-
-_PR_SET_PDEATHSIG = 1
+__all__ = ["free_port", "guarded", "pid_alive", "spawn", "stop_process", "wait_for_file"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -23,14 +21,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:
-    # Linux: the kernel sends SIGTERM to the child when the parent dies, even by SIGKILL,
-    # so a crashed launcher leaves no orphans behind.
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
+def guarded(argv: Sequence[str]) -> list[str]:
+    """``argv`` wrapped so the child dies with this process (see ``die_with_parent``)."""
+    return [sys.executable, "-m", "llmproxy.platform.die_with_parent", *argv]
 
 
 def spawn(
@@ -41,14 +34,13 @@ def spawn(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         return subprocess.Popen(
-            list(argv),
+            guarded(argv),
             env=dict(env),
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
         )
 
 

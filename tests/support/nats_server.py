@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit
+
+from llmproxy.platform.processes import guarded
 
 __all__ = ["NatsServer", "nats_server_binary"]
 
@@ -83,12 +84,12 @@ class NatsServer:
             "--ports_file_dir", str(ports_dir),
         ]  # fmt: skip
         with self._log_path.open("ab") as log:
+            # Dies with pytest, so no test run leaves a nats-server behind.
             self._process = await asyncio.create_subprocess_exec(
-                *command,
+                *guarded(command),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
             )
         try:
             ports_file = ports_dir / f"nats-server_{self._process.pid}.ports"
@@ -177,13 +178,3 @@ class NatsServer:
             return "\n".join(self._log_path.read_text(errors="replace").splitlines()[-20:])
         except OSError:
             return "(no log)"
-
-
-def _die_with_parent() -> None:
-    # Runs in the child before exec: if pytest itself is killed, the kernel kills the
-    # server too, so no test run leaves a nats-server behind.
-    if sys.platform == "linux":
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
