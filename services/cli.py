@@ -50,7 +50,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     from llmproxy.embedded.stack import EmbeddedStack, StackConfig, default_home
 
     home = Path(args.home).expanduser() if args.home else default_home()
-    stack = EmbeddedStack(StackConfig(home=home, gateway_port=args.gateway_port))
+    stack = EmbeddedStack(
+        StackConfig(home=home, gateway_port=args.gateway_port, http_port=args.http_port)
+    )
 
     async def run() -> int:
         loop = asyncio.get_running_loop()
@@ -76,6 +78,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         started = True
         print(
             f"\nLLMProxy is up. Gateway (gRPC): {stack.addresses['gateway']}\n"
+            f"OpenAI-compatible API: {stack.http_url}  (API key in {stack.api_key_file})\n"
             f'Ask it: llmproxy ask "What is the capital of France?"\n'
             f"Logs: {stack.logs}  —  Ctrl-C to stop.",
             flush=True,
@@ -126,6 +129,18 @@ def _gateway_address(explicit: str | None) -> str:
     return "127.0.0.1:50051"
 
 
+def _api_key() -> str:
+    """$LLMPROXY_API_KEY, else the key ``llmproxy up`` keeps in its home."""
+    if os.environ.get("LLMPROXY_API_KEY"):
+        return os.environ["LLMPROXY_API_KEY"]
+    from llmproxy.embedded.stack import API_KEY_FILE, default_home
+
+    try:
+        return (default_home() / API_KEY_FILE).read_text().strip()
+    except OSError:
+        return ""
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
     from llmproxy.platform.client import ask_once, format_reply
 
@@ -140,6 +155,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
                 system_prompt=args.system or "",
                 max_tokens=args.max_tokens,
                 timeout_s=args.timeout,
+                api_key=_api_key(),
             )
         )
     except LLMProxyError as exc:
@@ -194,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--gateway-port", type=int, default=int(os.environ.get("LLMPROXY_GATEWAY_PORT", "50051"))
     )
+    up.add_argument(
+        "--http-port",
+        type=int,
+        default=int(os.environ.get("LLMPROXY_GATEWAY_HTTP_PORT", "8080")),
+        help="port of the OpenAI-compatible HTTP API",
+    )
     up.set_defaults(func=cmd_up)
 
     status = sub.add_parser("status", help="health of each service of the running stack")
@@ -216,6 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("revision", nargs="?")
     db.add_argument("--url", help="database URL (default $DATABASE_URL)")
     db.set_defaults(func=cmd_db)
+
+    from llmproxy.gateway.admin_cli import add_admin_commands
+
+    add_admin_commands(sub)
 
     try:
         from llmproxy.scheduler.sim.cli import add_sim_commands

@@ -29,13 +29,22 @@ from llmproxy.platform.db import redacted_url, upgrade
 from llmproxy.platform.errors import ConfigurationError, UnavailableError
 from llmproxy.platform.processes import free_port, spawn, stop_process
 
-__all__ = ["SERVICES", "EmbeddedStack", "StackConfig", "default_home", "read_stack_file"]
+__all__ = [
+    "API_KEY_FILE",
+    "SERVICES",
+    "EmbeddedStack",
+    "StackConfig",
+    "default_home",
+    "read_stack_file",
+]
 
 #: start order: what others depend on first; the gateway, the front door, last
 SERVICES = ("profiler", "context", "cache", "scheduler", "optimizer", "whatsapp", "gateway")
 LOCAL_MODEL = "smollm2-135m-instruct"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 STACK_FILE = "stack.json"
+#: the local CLI's API key (created at first start, readable by its owner only)
+API_KEY_FILE = "api_key"
 
 
 def default_home() -> Path:
@@ -54,6 +63,8 @@ def read_stack_file(home: Path | None = None) -> dict[str, object] | None:
 class StackConfig:
     home: Path
     gateway_port: int = 50051
+    #: the gateway's OpenAI-compatible HTTP API
+    http_port: int = 8080
     start_timeout_s: float = 60.0
     drain_timeout_s: float = 10.0
     model_threads: int = 2
@@ -110,6 +121,8 @@ class EmbeddedStack:
         self.database_url = config.environ.get("DATABASE_URL", "")
         self.model_url = config.environ.get("LLMPROXY_LOCAL_MODEL_URL", "")
         self.logs = config.home / "logs"
+        self.api_key_file = config.home / API_KEY_FILE
+        self.http_url = f"http://127.0.0.1:{config.http_port}/v1"
 
     # -- start ----------------------------------------------------------------------------
 
@@ -165,6 +178,20 @@ class EmbeddedStack:
             self.database_url = f"sqlite:///{self.config.home / 'llmproxy.db'}"
         self._say(f"Database: {redacted_url(self.database_url)} — migrating to head")
         await upgrade(self.database_url)
+        await self._ensure_api_key()
+
+    async def _ensure_api_key(self) -> None:
+        # Every call to the gateway needs a key; the stack makes one for its own CLI so
+        # `llmproxy ask` works out of the box (tenant "local", app "cli").
+        from llmproxy.gateway.admin import ensure_local_key
+        from llmproxy.platform.db import create_engine, session_factory
+
+        engine = create_engine(self.database_url)
+        try:
+            await ensure_local_key(session_factory(engine), self.config.home)
+        finally:
+            await engine.dispose()
+        self._say(f"API key for the local CLI: {self.api_key_file}")
 
     async def _start_model(self) -> None:
         if self.model_url:
@@ -189,6 +216,8 @@ class EmbeddedStack:
             }
         )
         env.update({f"LLMPROXY_{svc.upper()}_ADDR": addr for svc, addr in self.addresses.items()})
+        if name == "gateway":
+            env["LLMPROXY_HTTP_PORT"] = str(self.config.http_port)
         return env
 
     async def _start_service(self, name: str) -> None:
@@ -244,6 +273,7 @@ class EmbeddedStack:
         document = {
             "pid": os.getpid(),
             "gateway": self.addresses.get("gateway", ""),
+            "http": self.http_url,
             "services": self.addresses,
             "nats_url": self.nats_url,
             "database_url": redacted_url(self.database_url),

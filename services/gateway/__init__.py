@@ -1,1 +1,2 @@
-"""Gateway: the front door (gRPC Gateway service; OpenAI-compatible HTTP comes next)."""
+"""Gateway: the front door — gRPC ``Gateway`` service and the OpenAI-compatible HTTP API,
+API keys, budgets and rate limits, providers with retries and fallback."""

@@ -1,37 +1,77 @@
-"""The request path: context → model → provider → reply → ``llm.completed``.
+"""The request path: validate → reserve → context → provider (retries, fallback) → reply →
+settle → ``llm.completed``.
 
-An adapter layer: it talks to the context service, the provider and the bus, and asks the
-pure core (``core.py``) for every decision.
+An adapter layer: it talks to the context service, the limit store, the provider and the
+bus, and asks the pure modules (``core.py``, ``limits.py``) for every decision. Nothing is
+spent before the request is valid and its estimate is reserved; every request that
+reached a provider lands in the ledger exactly once, answered or failed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from prometheus_client import Counter
 
+from llmproxy.gateway.access import Caller
 from llmproxy.gateway.catalog import Catalog, ModelSpec
-from llmproxy.gateway.core import Choice, choose_model, price_answer, validate_prompt
+from llmproxy.gateway.core import (
+    TOKENS_PER_MESSAGE,
+    backoff_delays,
+    check_context_window,
+    choose_model,
+    estimate_request,
+    fallback_chain,
+    output_budget,
+    quote_lines,
+    validate_messages,
+    validate_prompt,
+)
+from llmproxy.gateway.keys import SCOPE_CHAT
+from llmproxy.gateway.limits import METRIC_REQUESTS, Amounts
 from llmproxy.gateway.providers.port import ChatMessage, ChatRequest, ChatResult, Provider
+from llmproxy.gateway.replies import (
+    Prepared,
+    actual_amounts,
+    choice_message,
+    completed_event,
+    eta_for,
+    failure_event,
+    quote_option,
+    reply_for,
+)
+from llmproxy.gateway.reservations import LimitGuard, Reservation
 from llmproxy.platform.bus.port import EventBus
 from llmproxy.platform.bus.subjects import LLM_COMPLETED
-from llmproxy.platform.errors import LLMProxyError, UnavailableError
-from llmproxy.platform.events import new_event_meta, publish_event
+from llmproxy.platform.errors import (
+    DeadlineExceededError,
+    InvalidArgumentError,
+    LLMProxyError,
+    ProviderError,
+)
+from llmproxy.platform.events import publish_event
+from llmproxy.platform.tokens import count_tokens
 from llmproxy.v1 import common_pb2, context_pb2, events_pb2, gateway_pb2
 
-__all__ = ["AskFlow", "Caller", "ContextPort"]
+__all__ = ["AskFlow", "Caller", "ContextPort", "RetryPolicy"]
 
 log = structlog.get_logger(__name__)
 
 TOKENS = Counter("llmproxy_tokens_total", "Tokens through the gateway", ["model", "direction"])
 SPEND = Counter("llmproxy_cost_nanousd_total", "Spend in nano-USD", ["model"])
-PUBLISH_FAILURES = Counter("llmproxy_event_publish_failures_total", "Events not published", ["subject"])
+PUBLISH_FAILURES = Counter(
+    "llmproxy_event_publish_failures_total", "Events not published", ["subject"]
+)
+RETRIES = Counter("llmproxy_provider_retries_total", "Provider calls retried", ["model"])
+FALLBACKS = Counter("llmproxy_provider_fallbacks_total", "Requests that fell back", ["from_model"])
 
 _ROLE_NAMES = {
     common_pb2.ROLE_SYSTEM: "system",
@@ -39,29 +79,33 @@ _ROLE_NAMES = {
     common_pb2.ROLE_ASSISTANT: "assistant",
     common_pb2.ROLE_TOOL: "tool",
 }
+#: recent requests kept for Feedback (tenant check, escalation), per replica
+_RECENT = 10_000
 
 
 class ContextPort(Protocol):
-    async def build(self, request: context_pb2.BuildContextRequest) -> context_pb2.BuildContextReply: ...
+    """The context service as the request path needs it."""
+
+    async def build(
+        self, request: context_pb2.BuildContextRequest
+    ) -> context_pb2.BuildContextReply: ...
 
 
 @dataclass(frozen=True, slots=True)
-class Caller:
-    """Who is asking (from authentication)."""
+class RetryPolicy:
+    """Retries of one model on retryable errors, before falling back to the next."""
 
+    #: retries after the first attempt
+    retries: int = 2
+    base_delay_s: float = 0.2
+    max_delay_s: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Recent:
     tenant_id: str
-    app_id: str
-
-
-@dataclass(slots=True)
-class _Prepared:
-    request_id: str
-    scope: common_pb2.Scope
-    choice: Choice
-    messages: list[common_pb2.Message]
-    context: common_pb2.ContextReport
-    chat: ChatRequest
-    accepted_at: datetime
+    model: str
+    request: gateway_pb2.AskRequest
 
 
 class AskFlow:
@@ -74,6 +118,11 @@ class AskFlow:
         bus: EventBus,
         source: str = "gateway",
         provider_timeout_s: float = 60.0,
+        limits: LimitGuard | None = None,
+        retry: RetryPolicy = RetryPolicy(),
+        default_output_cap: int = 1024,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         self._catalog = catalog
         self._providers = providers
@@ -81,29 +130,46 @@ class AskFlow:
         self._bus = bus
         self._source = source
         self._timeout = provider_timeout_s
+        self._limits = limits
+        self._retry = retry
+        self._output_cap = default_output_cap
+        self._sleep = sleep
+        self._jitter = jitter
         self._background: set[asyncio.Task[None]] = set()
+        self._recent: OrderedDict[str, _Recent] = OrderedDict()
 
-    def provider_for(self, model: ModelSpec) -> Provider:
-        provider = self._providers.get(model.name)
-        if provider is None:
-            raise UnavailableError(f"no provider is configured for model {model.name!r}")
-        return provider
+    @property
+    def catalog(self) -> Catalog:
+        return self._catalog
 
-    async def _prepare(self, request: gateway_pb2.AskRequest, caller: Caller) -> _Prepared:
+    # -- deciding, before any spend ---------------------------------------------------------
+
+    def _validate(self, request: gateway_pb2.AskRequest) -> None:
         validate_prompt(request.prompt, len(request.messages))
+        if request.messages:
+            validate_messages([m.content for m in request.messages])
+
+    async def _prepare(self, request: gateway_pb2.AskRequest, caller: Caller) -> Prepared:
+        caller.require(SCOPE_CHAT)
+        self._validate(request)
         scope = common_pb2.Scope()
         scope.CopyFrom(request.scope)
         scope.tenant_id, scope.app_id = caller.tenant_id, caller.app_id
         prefs = request.preferences
-        choice = choose_model(
-            self._catalog, pinned=prefs.pinned_model, allowed=tuple(prefs.allowed_models)
-        )
+        allowed = tuple(prefs.allowed_models)
+        choice = choose_model(self._catalog, pinned=prefs.pinned_model, allowed=allowed)
+        gen = request.generation
+        if gen.max_tokens < 0:
+            raise InvalidArgumentError(
+                f"max_tokens must be >= 1, got {gen.max_tokens}", field="max_tokens"
+            )
         accepted_at = datetime.now(UTC)
         if request.messages:
             messages = list(request.messages)
             if request.system_prompt:
                 messages.insert(
-                    0, common_pb2.Message(role=common_pb2.ROLE_SYSTEM, content=request.system_prompt)
+                    0,
+                    common_pb2.Message(role=common_pb2.ROLE_SYSTEM, content=request.system_prompt),
                 )
             context = common_pb2.ContextReport(
                 strategy=common_pb2.CONTEXT_STRATEGY_NONE,
@@ -123,173 +189,321 @@ class AskFlow:
             )
             scope.conversation_id = built.conversation_id
             messages, context = list(built.messages), built.report
-        gen = request.generation
+        input_tokens = sum(count_tokens(m.content) + TOKENS_PER_MESSAGE for m in messages)
+        if request.messages:
+            context.tokens_sent = context.tokens_full_history = input_tokens
+        check_context_window(choice.model, input_tokens, gen.max_tokens or None)
+        budget = output_budget(choice.model, input_tokens, gen.max_tokens or None, self._output_cap)
+        rules = await self._limits.rules_for(caller.who(scope.user_id)) if self._limits else ()
+        # With a money or token limit the provider is told the output budget, so the
+        # reservation bounds what the answer can cost; without one the caller's request
+        # goes through unchanged.
+        bounded = any(r.metric != METRIC_REQUESTS for r in rules)
+        max_tokens = gen.max_tokens or (budget if bounded else None)
         chat = ChatRequest(
             model=choice.model.provider_model,
             messages=tuple(
                 ChatMessage(_ROLE_NAMES.get(m.role, "user"), m.content) for m in messages
             ),
-            max_tokens=gen.max_tokens or None,
+            max_tokens=max_tokens,
             temperature=gen.temperature if gen.has_temperature else None,
             top_p=gen.top_p if gen.has_top_p else None,
             stop=tuple(gen.stop),
             seed=gen.seed or None,
             timeout_s=self._timeout,
         )
-        return _Prepared(
+        return Prepared(
             request_id=request.request_id or str(uuid.uuid4()),
+            request=request,
+            caller=caller,
             scope=scope,
             choice=choice,
             messages=messages,
             context=context,
             chat=chat,
             accepted_at=accepted_at,
+            input_tokens=input_tokens,
+            output_budget=budget,
+            estimate=estimate_request(choice.model, input_tokens, budget),
+            chain=fallback_chain(
+                self._catalog, choice, pinned=bool(prefs.pinned_model), allowed=allowed
+            ),
         )
 
+    async def _reserve(self, prepared: Prepared) -> Reservation | None:
+        if self._limits is None:
+            return None
+        who = prepared.caller.who(prepared.scope.user_id)
+        return await self._limits.reserve(who, prepared.estimate)
+
+    # -- asking -----------------------------------------------------------------------------
+
     async def ask(self, request: gateway_pb2.AskRequest, caller: Caller) -> gateway_pb2.AskReply:
+        """Answer one request (raises LLMProxyError subclasses the boundaries map)."""
         prepared = await self._prepare(request, caller)
+        reservation = await self._reserve(prepared)
         try:
-            result = await self.provider_for(prepared.choice.model).complete(prepared.chat)
-        except LLMProxyError as exc:
-            self._publish_in_background(self._failure_event(prepared, request, exc))
+            result = await self._complete(prepared)
+        except BaseException as exc:
+            self._settle(reservation, Amounts(requests=1))
+            message = exc.message if isinstance(exc, LLMProxyError) else "cancelled"
+            self._publish(failure_event(self._catalog, prepared, message, self._source))
             raise
-        reply = self._reply(prepared, result)
-        self._publish_in_background(self._completed_event(prepared, request, reply))
+        reply = reply_for(self._catalog, prepared, result)
+        self._finish(prepared, reservation, result, reply)
         return reply
 
     async def ask_stream(
         self, request: gateway_pb2.AskRequest, caller: Caller
     ) -> AsyncIterator[gateway_pb2.AskChunk]:
+        """The accepted choice, then text deltas, then the full reply."""
         prepared = await self._prepare(request, caller)
-        choice = self._choice_message(prepared.choice)
-        eta = common_pb2.Eta()
-        eta.accepted_at.FromDatetime(prepared.accepted_at)
-        yield gateway_pb2.AskChunk(
-            accepted=gateway_pb2.AskAccepted(
-                request_id=prepared.request_id,
-                choice=choice,
-                eta=eta,
-                cache=common_pb2.CacheReport(outcome=common_pb2.CACHE_OUTCOME_BYPASSED),
-            )
-        )
-        result: ChatResult | None = None
+        reservation = await self._reserve(prepared)
+        parts: list[str] = []
+        finished = False
         try:
-            async for event in self.provider_for(prepared.choice.model).stream(prepared.chat):
+            yield gateway_pb2.AskChunk(
+                accepted=gateway_pb2.AskAccepted(
+                    request_id=prepared.request_id,
+                    choice=choice_message(prepared.choice),
+                    eta=eta_for(prepared),
+                    cache=common_pb2.CacheReport(outcome=common_pb2.CACHE_OUTCOME_BYPASSED),
+                )
+            )
+            result: ChatResult | None = None
+            async for event in self._stream(prepared, parts):
                 if event.result is not None:
                     result = event.result
                 elif event.delta:
                     yield gateway_pb2.AskChunk(delta=event.delta)
-        except LLMProxyError as exc:
-            self._publish_in_background(self._failure_event(prepared, request, exc))
-            raise
-        assert result is not None  # the provider port always ends with a result
-        reply = self._reply(prepared, result)
-        self._publish_in_background(self._completed_event(prepared, request, reply))
-        yield gateway_pb2.AskChunk(final=reply)
+            assert result is not None  # the provider port always ends with a result
+            reply = reply_for(self._catalog, prepared, result)
+            self._finish(prepared, reservation, result, reply)
+            finished = True
+            yield gateway_pb2.AskChunk(final=reply)
+        finally:
+            if not finished:
+                self._abandon(prepared, reservation, parts)
 
-    # -- replies and events ---------------------------------------------------------------
+    def _abandon(
+        self, prepared: Prepared, reservation: Reservation | None, parts: list[str]
+    ) -> None:
+        """A stream that failed or whose caller left: bill what was generated, release the rest."""
+        partial = None
+        if parts:
+            text = "".join(parts)
+            partial = ChatResult(
+                text=text,
+                finish_reason="aborted",
+                input_tokens=prepared.input_tokens,
+                output_tokens=count_tokens(text),
+            )
+        cost = reply_for(self._catalog, prepared, partial).cost.cost_nanousd if partial else 0
+        self._settle(reservation, actual_amounts(partial, cost) if partial else Amounts(requests=1))
+        self._publish(
+            failure_event(
+                self._catalog, prepared, "stream ended early", self._source, partial=partial
+            )
+        )
+
+    def _finish(
+        self,
+        prepared: Prepared,
+        reservation: Reservation | None,
+        result: ChatResult,
+        reply: gateway_pb2.AskReply,
+    ) -> None:
+        model = reply.choice.model
+        TOKENS.labels(model, "input").inc(result.input_tokens)
+        TOKENS.labels(model, "output").inc(result.output_tokens)
+        SPEND.labels(model).inc(reply.cost.cost_nanousd)
+        self._settle(reservation, actual_amounts(result, reply.cost.cost_nanousd))
+        self._publish(completed_event(prepared, reply, self._source))
+        self._remember(prepared, model)
+
+    # -- providers: retries and fallback ------------------------------------------------------
+
+    def _attempts(self, prepared: Prepared) -> list[tuple[ModelSpec, Provider, float]]:
+        """(model, provider, wait before) for every attempt, in order."""
+        plan: list[tuple[ModelSpec, Provider, float]] = []
+        for model in prepared.chain:
+            provider = self._providers.get(model.name)
+            if provider is None:
+                continue
+            delays = backoff_delays(
+                self._retry.retries,
+                base_s=self._retry.base_delay_s,
+                cap_s=self._retry.max_delay_s,
+                jitter=self._jitter,
+            )
+            plan.extend((model, provider, wait) for wait in [0.0, *delays])
+        return plan
+
+    async def _complete(self, prepared: Prepared) -> ChatResult:
+        last: LLMProxyError = ProviderError(
+            f"no provider is configured for model {prepared.choice.model.name!r}",
+            provider=prepared.choice.model.provider,
+        )
+        skip: str | None = None
+        for model, provider, wait in self._attempts(prepared):
+            if model.name == skip:
+                continue
+            if not self._may_try(prepared, model):
+                continue
+            if wait:  # a retry of the same model (first attempts have no wait)
+                RETRIES.labels(model.name).inc()
+                await self._sleep(wait)
+            try:
+                result = await provider.complete(self._chat_for(prepared, model))
+            except (ProviderError, DeadlineExceededError) as exc:
+                last = exc
+                if not (isinstance(exc, ProviderError) and exc.retryable):
+                    skip = model.name  # not worth retrying this model: fall back at once
+                continue
+            self._answered_by(prepared, model, last)
+            return result
+        raise last
+
+    async def _stream(self, prepared: Prepared, parts: list[str]) -> AsyncIterator[Any]:
+        # Retries and fallbacks only until the first text has gone to the caller: after
+        # that, switching answers mid-stream would garble it.
+        last: LLMProxyError = ProviderError(
+            f"no provider is configured for model {prepared.choice.model.name!r}",
+            provider=prepared.choice.model.provider,
+        )
+        skip: str | None = None
+        for model, provider, wait in self._attempts(prepared):
+            if model.name == skip or not self._may_try(prepared, model):
+                continue
+            if wait:
+                RETRIES.labels(model.name).inc()
+                await self._sleep(wait)
+            try:
+                async for event in provider.stream(self._chat_for(prepared, model)):
+                    if event.delta:
+                        if not parts:
+                            self._answered_by(prepared, model, last)
+                        parts.append(event.delta)
+                    elif event.result is not None and not parts:
+                        self._answered_by(prepared, model, last)
+                    yield event
+                return
+            except (ProviderError, DeadlineExceededError) as exc:
+                if parts:
+                    raise
+                last = exc
+                if not (isinstance(exc, ProviderError) and exc.retryable):
+                    skip = model.name
+        raise last
+
+    def _may_try(self, prepared: Prepared, model: ModelSpec) -> bool:
+        # A fallback priced above the reservation could break the budget guarantee; it is
+        # skipped rather than reserved again mid-request.
+        if model.name == prepared.choice.model.name:
+            return True
+        estimate = estimate_request(model, prepared.input_tokens, prepared.output_budget)
+        if self._limits is not None and estimate.cost_nanousd > prepared.estimate.cost_nanousd:
+            return False
+        if model.context_window <= prepared.input_tokens:
+            return False
+        return True
+
+    def _answered_by(self, prepared: Prepared, model: ModelSpec, last: LLMProxyError) -> None:
+        if model.name != prepared.choice.model.name:
+            FALLBACKS.labels(prepared.choice.model.name).inc()
+            prepared.answered_by = model
+            prepared.fallback_reason = (
+                f"{prepared.choice.model.name} failed ({last.message}); fell back to {model.name}"
+            )
 
     @staticmethod
-    def _choice_message(choice: Choice) -> common_pb2.ModelChoice:
-        return common_pb2.ModelChoice(
-            provider=choice.model.provider,
-            model=choice.model.name,
-            policy=choice.policy,
-            reason=choice.reason,
-        )
+    def _chat_for(prepared: Prepared, model: ModelSpec) -> ChatRequest:
+        if model.name == prepared.choice.model.name:
+            return prepared.chat
+        return replace(prepared.chat, model=model.provider_model)
 
-    def _reply(self, prepared: _Prepared, result: ChatResult) -> gateway_pb2.AskReply:
-        model = prepared.choice.model
-        pricing = price_answer(
+    # -- quote and feedback support ---------------------------------------------------------
+
+    async def quote(
+        self, request: gateway_pb2.AskRequest, caller: Caller
+    ) -> gateway_pb2.QuoteReply:
+        """Every model's estimated cost, latency and quality for ``request``; nothing is run.
+
+        The prompt's tokens are counted here; an existing conversation's history is not
+        read (that would need the context service), so its quote covers the new turn only.
+        """
+        caller.require(SCOPE_CHAT)
+        self._validate(request)
+        prefs = request.preferences
+        allowed = tuple(prefs.allowed_models)
+        choice = choose_model(self._catalog, pinned=prefs.pinned_model, allowed=allowed)
+        texts = [request.system_prompt, request.prompt, *(m.content for m in request.messages)]
+        input_tokens = sum(count_tokens(t) + TOKENS_PER_MESSAGE for t in texts if t)
+        deadline = prefs.deadline.ToTimedelta().total_seconds() if prefs.HasField("deadline") else 0
+        lines = quote_lines(
             self._catalog,
-            model,
-            input_tokens=result.input_tokens,
-            output_tokens=result.output_tokens,
-            cached_input_tokens=result.cached_input_tokens,
+            choice.model,
+            input_tokens=input_tokens,
+            max_tokens=request.generation.max_tokens or None,
+            allowed=allowed,
+            max_cost_nanousd=prefs.max_cost_nanousd,
+            deadline_s=deadline,
         )
-        TOKENS.labels(model.name, "input").inc(result.input_tokens)
-        TOKENS.labels(model.name, "output").inc(result.output_tokens)
-        SPEND.labels(model.name).inc(pricing.cost_nanousd)
-        reply = gateway_pb2.AskReply(
-            request_id=prepared.request_id,
-            answer=result.text,
-            finish_reason=result.finish_reason,
-            choice=self._choice_message(prepared.choice),
-            usage=common_pb2.TokenUsage(
-                input_tokens=result.input_tokens,
-                cached_input_tokens=result.cached_input_tokens,
-                output_tokens=result.output_tokens,
-            ),
-            cost=common_pb2.Cost(
-                cost_nanousd=pricing.cost_nanousd,
-                reference_cost_nanousd=pricing.reference_cost_nanousd,
-                saved_nanousd=pricing.saved_nanousd,
-                reference_model=pricing.reference_model,
-            ),
+        now = datetime.now(UTC)
+        return gateway_pb2.QuoteReply(
+            options=[quote_option(line, choice.policy, now) for line in lines],
             cache=common_pb2.CacheReport(outcome=common_pb2.CACHE_OUTCOME_BYPASSED),
-            context=prepared.context,
-            conversation_id=prepared.scope.conversation_id,
+            context=common_pb2.ContextReport(
+                strategy=common_pb2.CONTEXT_STRATEGY_NONE,
+                tokens_sent=input_tokens,
+                tokens_full_history=input_tokens,
+            ),
         )
-        reply.latency.FromNanoseconds(int(result.latency_s * 1e9))
-        reply.time_to_first_token.FromNanoseconds(int(result.time_to_first_token_s * 1e9))
-        reply.eta.accepted_at.FromDatetime(prepared.accepted_at)
-        reply.eta.actual_completion.FromDatetime(datetime.now(UTC))
-        return reply
 
-    def _base_event(
-        self, prepared: _Prepared, request: gateway_pb2.AskRequest
-    ) -> events_pb2.LlmCompleted:
-        event = events_pb2.LlmCompleted(
-            meta=new_event_meta(self._source),
-            request_id=prepared.request_id,
-            scope=prepared.scope,
-            choice=self._choice_message(prepared.choice),
-            context=prepared.context,
-            task_category=request.task_category,
-            cache_policy=request.cache,
-            user_prompt=request.prompt,
-            system_prompt=request.system_prompt,
+    def _remember(self, prepared: Prepared, model: str) -> None:
+        self._recent[prepared.request_id] = _Recent(
+            prepared.caller.tenant_id, model, prepared.request
         )
-        event.prompt.extend(prepared.messages)
-        return event
+        while len(self._recent) > _RECENT:
+            self._recent.popitem(last=False)
 
-    def _completed_event(
-        self, prepared: _Prepared, request: gateway_pb2.AskRequest, reply: gateway_pb2.AskReply
-    ) -> events_pb2.LlmCompleted:
-        event = self._base_event(prepared, request)
-        event.usage.CopyFrom(reply.usage)
-        event.cost.CopyFrom(reply.cost)
-        event.cache.CopyFrom(reply.cache)
-        event.latency.CopyFrom(reply.latency)
-        event.time_to_first_token.CopyFrom(reply.time_to_first_token)
-        event.eta.CopyFrom(reply.eta)
-        event.answer = reply.answer
-        event.finish_reason = reply.finish_reason
-        return event
+    def recent(self, request_id: str, tenant_id: str) -> tuple[str, gateway_pb2.AskRequest] | None:
+        """(model, request) of a recent answer of this tenant on this replica, if known."""
+        found = self._recent.get(request_id)
+        if found is None or found.tenant_id != tenant_id:
+            return None
+        return found.model, found.request
 
-    def _failure_event(
-        self, prepared: _Prepared, request: gateway_pb2.AskRequest, error: LLMProxyError
-    ) -> events_pb2.LlmCompleted:
-        event = self._base_event(prepared, request)
-        event.error = True
-        event.error_message = error.message
-        return event
+    # -- background work --------------------------------------------------------------------
 
-    def _publish_in_background(self, event: events_pb2.LlmCompleted) -> None:
+    def _settle(self, reservation: Reservation | None, actual: Amounts) -> None:
+        if reservation is not None and not reservation.empty:
+            self._in_background(reservation.settle(actual), "settle a reservation")
+
+    def _publish(self, event: events_pb2.LlmCompleted) -> None:
         # The caller has their answer; recording it must not add to their latency. The
         # bus adapter retries through reconnects; a failure is counted and logged.
-        task = asyncio.create_task(self._publish(event))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._in_background(self._publish_now(event), "publish llm.completed")
 
-    async def _publish(self, event: events_pb2.LlmCompleted) -> None:
+    async def _publish_now(self, event: events_pb2.LlmCompleted) -> None:
         try:
             await publish_event(self._bus, LLM_COMPLETED, event)
         except Exception:
             PUBLISH_FAILURES.labels(LLM_COMPLETED).inc()
-            log.exception("could not publish llm.completed", request_id=event.request_id)
+            raise
+
+    def _in_background(self, work: Awaitable[None], what: str) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                log.exception(f"could not {what}")
+
+        task = asyncio.create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def drain(self) -> None:
-        """Wait for events still being published (at shutdown)."""
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        """Wait for settlements and events still in flight (at shutdown, and in tests)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)

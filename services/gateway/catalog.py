@@ -31,11 +31,15 @@ class Price:
     cached_input: Decimal
     output: Decimal
 
-    def cost_nanousd(self, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0) -> int:
+    def cost_nanousd(
+        self, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0
+    ) -> int:
         """Exact cost of one call in nano-dollars (rounded half up once, at the end)."""
         fresh = max(0, input_tokens - cached_input_tokens)
         dollars = (
-            self.input * fresh + self.cached_input * cached_input_tokens + self.output * output_tokens
+            self.input * fresh
+            + self.cached_input * cached_input_tokens
+            + self.output * output_tokens
         ) / _TOKENS_PER_PRICE_UNIT
         return int((dollars * _NANO_PER_DOLLAR).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
@@ -56,6 +60,15 @@ class ModelSpec:
     capacity_slots: int = 0
     #: False when its API key is not configured: kept for prices (quotes, savings), never called
     available: bool = True
+    #: prior probability of a good answer, 0..1 (0 = unknown), until the profiler knows better
+    quality: float = 0.0
+    #: typical wait for the first token, and generation speed (for quotes)
+    first_token_ms: float = 500.0
+    output_tokens_per_s: float = 50.0
+
+    def estimated_latency_s(self, output_tokens: int) -> float:
+        """Typical time to answer with ``output_tokens`` tokens (a prior, for quotes)."""
+        return self.first_token_ms / 1000 + output_tokens / max(self.output_tokens_per_s, 1e-9)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +138,9 @@ def parse_catalog(
             api_key_env=key_env,
             capacity_slots=int(raw.get("capacity_slots", 0)),
             available=not key_env or bool(environ.get(key_env)),
+            quality=float(raw.get("quality", 0.0)),
+            first_token_ms=float(raw.get("first_token_ms", 500.0)),
+            output_tokens_per_s=float(raw.get("output_tokens_per_s", 50.0)),
         )
     usable = [m.name for m in models.values() if m.available]
     if not usable:
@@ -153,5 +169,7 @@ def load_catalog(
         )
         document = json.loads(text)
     except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigurationError(f"LLMPROXY_CATALOG_FILE: cannot read catalog {path!r}: {exc}") from exc
+        raise ConfigurationError(
+            f"LLMPROXY_CATALOG_FILE: cannot read catalog {path!r}: {exc}"
+        ) from exc
     return parse_catalog(document, environ=environ, overrides=overrides)

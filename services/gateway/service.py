@@ -1,4 +1,4 @@
-"""Wiring of the gateway service: settings, dependencies, servicers."""
+"""Wiring of the gateway service: settings, dependencies, the gRPC and HTTP front doors."""
 
 from __future__ import annotations
 
@@ -9,13 +9,23 @@ from typing import ClassVar
 
 import grpc
 from pydantic import Field
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
-from llmproxy.gateway.ask import AskFlow, Caller
-from llmproxy.gateway.catalog import load_catalog
+from llmproxy.gateway.access import Authenticator, Caller
+from llmproxy.gateway.ask import AskFlow, RetryPolicy
+from llmproxy.gateway.catalog import Catalog, load_catalog
 from llmproxy.gateway.context_client import GrpcContextClient
+from llmproxy.gateway.http_api import HttpServer, build_app
+from llmproxy.gateway.providers.anthropic import AnthropicProvider
 from llmproxy.gateway.providers.openai_compat import OpenAICompatibleProvider
+from llmproxy.gateway.providers.port import Provider
+from llmproxy.gateway.reservations import LimitGuard
 from llmproxy.gateway.servicer import GatewayServicer
-from llmproxy.platform.connect import connect_bus
+from llmproxy.gateway.store import SqlKeyDirectory, SqlLimitStore, SqlUsageLedger
+from llmproxy.platform.connect import connect_bus, connect_database
+from llmproxy.platform.db.engine import redacted_url, session_factory
+from llmproxy.platform.errors import ConfigurationError
 from llmproxy.platform.settings import Duration, ServiceSettings
 from llmproxy.v1 import gateway_pb2, gateway_pb2_grpc
 
@@ -28,6 +38,13 @@ class Settings(ServiceSettings):
     service_name: ClassVar[str] = "gateway"
 
     grpc_port: int = Field(50051, ge=0, le=65535, description="gRPC port; 0 picks a free one")
+    http_host: str = Field("127.0.0.1", description="address the HTTP API binds")
+    http_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="OpenAI-compatible HTTP port (e.g. 8080); unset: off, 0: a free one",
+    )
     context_addr: str = Field(
         "127.0.0.1:50052", pattern=r"^[^\s:]+:\d+$", description="context service host:port"
     )
@@ -40,8 +57,46 @@ class Settings(ServiceSettings):
     provider_timeout: Duration = Field(
         timedelta(seconds=60), description="longest wait for a provider's answer"
     )
-    default_tenant: str = Field("local", min_length=1, description="tenant of unauthenticated calls")
-    default_app: str = Field("default", min_length=1, description="app of unauthenticated calls")
+    provider_retries: int = Field(
+        2, ge=0, le=10, description="retries of a model on retryable errors before falling back"
+    )
+    provider_backoff: Duration = Field(
+        timedelta(milliseconds=200), description="first wait before a retry; doubles, capped at 2s"
+    )
+    default_output_cap: int = Field(
+        1024,
+        ge=1,
+        description="max_tokens sent when the caller sets none and a money or token limit applies",
+    )
+    allow_anonymous: bool = Field(
+        False,
+        description="serve calls without an API key as default_tenant/default_app (development)",
+    )
+    default_tenant: str = Field("local", min_length=1, description="tenant of anonymous calls")
+    default_app: str = Field("default", min_length=1, description="app of anonymous calls")
+    auth_cache_ttl: Duration = Field(
+        timedelta(seconds=5), description="how long a verified key's row is reused (revocation lag)"
+    )
+    limits_cache_ttl: Duration = Field(
+        timedelta(seconds=5), description="how long a tenant's limits are reused (new-limit lag)"
+    )
+
+
+def build_providers(catalog: Catalog, environ: dict[str, str]) -> dict[str, Provider]:
+    """One adapter per callable model: Anthropic's own API, else OpenAI-compatible."""
+    providers: dict[str, Provider] = {}
+    for model in catalog.available():
+        key = environ.get(model.api_key_env, "") if model.api_key_env else ""
+        if model.provider == "anthropic":
+            providers[model.name] = AnthropicProvider(
+                model.name, base_url=model.base_url or "https://api.anthropic.com/v1", api_key=key
+            )
+        else:
+            # retries are the request path's (with backoff and fallback), not the SDK's
+            providers[model.name] = OpenAICompatibleProvider(
+                model.name, base_url=model.base_url, api_key=key, max_retries=0
+            )
+    return providers
 
 
 class App:
@@ -51,25 +106,26 @@ class App:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._resources = AsyncExitStack()
+        self.http: HttpServer | None = None
 
     async def start(self, server: grpc.aio.Server) -> None:
         settings = self._settings
+        opened = self._resources
         catalog = load_catalog(
             settings.catalog_file,
             environ=os.environ,
             overrides={LOCAL_MODEL: {"base_url": settings.local_model_url}},
         )
-        opened = self._resources
-        providers = {}
-        for model in catalog.available():
-            providers[model.name] = provider = OpenAICompatibleProvider(
-                model.name,
-                base_url=model.base_url,
-                api_key=os.environ.get(model.api_key_env, "") if model.api_key_env else "",
-            )
+        providers = build_providers(catalog, dict(os.environ))
+        for provider in providers.values():
             opened.push_async_callback(provider.close)
+        # NATS first: a gateway that cannot publish the ledger must not start at all
         bus = await connect_bus(settings, name=f"gateway-{settings.instance_id}")
         opened.push_async_callback(bus.close)
+        engine = await connect_database(settings)
+        opened.push_async_callback(engine.dispose)
+        await _require_schema(engine, settings.database_url)
+        sessions = session_factory(engine)
         channel = grpc.aio.insecure_channel(settings.context_addr)
         opened.push_async_callback(channel.close)
         flow = AskFlow(
@@ -78,13 +134,51 @@ class App:
             context=GrpcContextClient(channel),
             bus=bus,
             provider_timeout_s=settings.provider_timeout.total_seconds(),
+            limits=LimitGuard(
+                SqlLimitStore(sessions), rules_ttl_s=settings.limits_cache_ttl.total_seconds()
+            ),
+            retry=RetryPolicy(
+                retries=settings.provider_retries,
+                base_delay_s=settings.provider_backoff.total_seconds(),
+            ),
+            default_output_cap=settings.default_output_cap,
         )
-        # Last in, first out: events still being published finish before the bus closes.
+        # Last in, first out: settlements and events finish before the bus and DB close.
         opened.push_async_callback(flow.drain)
-        gateway_pb2_grpc.add_GatewayServicer_to_server(
-            GatewayServicer(flow, Caller(settings.default_tenant, settings.default_app)),
-            server,
+        anonymous = (
+            Caller(settings.default_tenant, settings.default_app)
+            if settings.allow_anonymous
+            else None
         )
+        auth = Authenticator(
+            SqlKeyDirectory(sessions),
+            cache_ttl_s=settings.auth_cache_ttl.total_seconds(),
+            anonymous=anonymous,
+        )
+        gateway_pb2_grpc.add_GatewayServicer_to_server(
+            GatewayServicer(flow, auth, bus=bus, ledger=SqlUsageLedger(sessions)), server
+        )
+        if settings.http_port is not None:
+            self.http = HttpServer(
+                build_app(flow, auth),
+                host=settings.http_host,
+                port=settings.http_port,
+                drain_timeout_s=settings.drain_timeout.total_seconds(),
+            )
+            await self.http.start()
+            # stops before flow.drain (LIFO), so its in-flight requests settle first
+            opened.push_async_callback(self.http.stop)
 
     async def stop(self) -> None:
         await self._resources.aclose()
+
+
+async def _require_schema(engine, url: str) -> None:  # type: ignore[no-untyped-def]
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1 FROM api_keys WHERE 1 = 0"))
+    except SQLAlchemyError:
+        raise ConfigurationError(
+            f"DATABASE_URL: the database at {redacted_url(url)} has no gateway tables; "
+            "migrate it first: llmproxy db upgrade"
+        ) from None

@@ -20,7 +20,9 @@ async def ask_once(
     system_prompt: str = "",
     max_tokens: int = 256,
     timeout_s: float = 120.0,
+    api_key: str = "",
 ) -> gateway_pb2.AskReply:
+    """Ask the gateway at ``address`` once; ``api_key`` goes in the authorization metadata."""
     request = gateway_pb2.AskRequest(
         prompt=question,
         system_prompt=system_prompt,
@@ -30,7 +32,10 @@ async def ask_once(
     )
     async with grpc.aio.insecure_channel(address) as channel:
         try:
-            return await gateway_pb2_grpc.GatewayStub(channel).Ask(request, timeout=timeout_s)
+            metadata = (("authorization", f"Bearer {api_key}"),) if api_key else None
+            return await gateway_pb2_grpc.GatewayStub(channel).Ask(
+                request, timeout=timeout_s, metadata=metadata
+            )
         except grpc.aio.AioRpcError as exc:
             error = error_from_rpc(exc, peer=f"the gateway at {address}")
             raise LLMProxyError(error.message) from exc

@@ -28,7 +28,14 @@ BIN = Path(sys.executable).parent
 
 def _env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "DATABASE_URL")}
-    env.update({"LLMPROXY_HOME": str(home), "LLMPROXY_GATEWAY_PORT": str(free_port())})
+    env.update(
+        {
+            "LLMPROXY_HOME": str(home),
+            "LLMPROXY_GATEWAY_PORT": str(free_port()),
+            "LLMPROXY_GATEWAY_HTTP_PORT": str(free_port()),
+        }
+    )
+    env.pop("LLMPROXY_API_KEY", None)
     env.pop("LLMPROXY_LOCAL_MODEL_URL", None)
     return env
 
@@ -114,6 +121,21 @@ def test_up_then_ask_answers_with_the_local_model_and_records_usage(stack) -> No
             break
         time.sleep(0.2)
     assert (usage, turns) == (1, 4)
+
+    # The OpenAI-compatible API answers the official SDK with the key the stack made.
+    import openai
+
+    client = openai.OpenAI(
+        base_url=_info["http"], api_key=(home / "api_key").read_text().strip(), max_retries=0
+    )
+    completion = client.chat.completions.create(
+        model="smollm2-135m-instruct",
+        messages=[{"role": "user", "content": "Say hi."}],
+        max_tokens=8,
+        timeout=120,
+    )
+    assert completion.choices[0].message.content
+    assert completion.usage is not None and completion.usage.completion_tokens > 0
 
     status = subprocess.run(
         [str(BIN / "llmproxy"), "status"], env=env, capture_output=True, text=True, timeout=30

@@ -54,9 +54,22 @@ def test_each_service_serves_alone_and_exits_0_on_sigterm(
         service.kill()
 
 
-def test_sigterm_lets_an_in_flight_call_finish(nats_url: str, tmp_path: Path) -> None:
+def _gateway_env(nats_url: str, db_url: str, model_url: str) -> dict[str, str]:
+    # These tests are about the runtime, not authentication: calls without a key are
+    # served as the default tenant's (tests/integration/test_gateway_* cover the keys).
+    return service_env(
+        NATS_URL=nats_url,
+        DATABASE_URL=db_url,
+        LLMPROXY_LOCAL_MODEL_URL=model_url,
+        LLMPROXY_ALLOW_ANONYMOUS="true",
+    )
+
+
+def test_sigterm_lets_an_in_flight_call_finish(
+    nats_url: str, sqlite_db_url: str, tmp_path: Path
+) -> None:
     with FakeOpenAIServer(Behaviour(delay_s=1.5, answer="slow but sure")) as provider:
-        env = service_env(NATS_URL=nats_url, LLMPROXY_LOCAL_MODEL_URL=provider.base_url)
+        env = _gateway_env(nats_url, sqlite_db_url, provider.base_url)
         gateway = ServiceProcess("gateway", env, tmp_path / "gateway.log").start()
         try:
             result: dict[str, object] = {}
@@ -81,9 +94,11 @@ def test_sigterm_lets_an_in_flight_call_finish(nats_url: str, tmp_path: Path) ->
             gateway.kill()
 
 
-def test_a_provider_error_is_a_readable_status_not_a_hang(nats_url: str, tmp_path: Path) -> None:
+def test_a_provider_error_is_a_readable_status_not_a_hang(
+    nats_url: str, sqlite_db_url: str, tmp_path: Path
+) -> None:
     with FakeOpenAIServer(Behaviour(status=503)) as provider:
-        env = service_env(NATS_URL=nats_url, LLMPROXY_LOCAL_MODEL_URL=provider.base_url)
+        env = _gateway_env(nats_url, sqlite_db_url, provider.base_url)
         gateway = ServiceProcess("gateway", env, tmp_path / "gateway.log").start()
         try:
             started = time.monotonic()
@@ -96,9 +111,7 @@ def test_a_provider_error_is_a_readable_status_not_a_hang(nats_url: str, tmp_pat
             gateway.kill()
 
     dead_port = free_port()
-    env = service_env(
-        NATS_URL=nats_url, LLMPROXY_LOCAL_MODEL_URL=f"http://127.0.0.1:{dead_port}/v1"
-    )
+    env = _gateway_env(nats_url, sqlite_db_url, f"http://127.0.0.1:{dead_port}/v1")
     gateway = ServiceProcess("gateway", env, tmp_path / "gateway2.log").start()
     try:
         with pytest.raises(grpc.RpcError) as caught:
@@ -113,9 +126,9 @@ def test_a_provider_error_is_a_readable_status_not_a_hang(nats_url: str, tmp_pat
 
 
 def test_bad_requests_get_invalid_argument_naming_the_problem(
-    nats_url: str, tmp_path: Path
+    nats_url: str, sqlite_db_url: str, tmp_path: Path
 ) -> None:
-    env = service_env(NATS_URL=nats_url, LLMPROXY_LOCAL_MODEL_URL="http://127.0.0.1:9/v1")
+    env = _gateway_env(nats_url, sqlite_db_url, "http://127.0.0.1:9/v1")
     gateway = ServiceProcess("gateway", env, tmp_path / "gateway.log").start()
     try:
         with pytest.raises(grpc.RpcError) as caught:

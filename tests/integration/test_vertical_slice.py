@@ -44,7 +44,11 @@ async def test_ask_answers_from_the_local_model_and_the_profiler_records_usage(
     nats_url: str, postgres_db_url: str, local_model_url: str, tmp_path: Path
 ) -> None:
     env = service_env(
-        NATS_URL=nats_url, DATABASE_URL=postgres_db_url, LLMPROXY_LOCAL_MODEL_URL=local_model_url
+        NATS_URL=nats_url,
+        DATABASE_URL=postgres_db_url,
+        LLMPROXY_LOCAL_MODEL_URL=local_model_url,
+        # keys are the gateway tests' subject; here the default tenant "local" answers
+        LLMPROXY_ALLOW_ANONYMOUS="true",
     )
     services = run_services(["profiler", "context", "gateway"], env, tmp_path)
     try:

@@ -21,7 +21,9 @@ __all__ = ["OpenAICompatibleProvider"]
 
 
 class OpenAICompatibleProvider:
-    def __init__(self, name: str, *, base_url: str, api_key: str = "", max_retries: int = 1) -> None:
+    def __init__(
+        self, name: str, *, base_url: str, api_key: str = "", max_retries: int = 1
+    ) -> None:
         self.name = name
         self._base_url = base_url
         # Local servers need no key, but the SDK insists on one.

@@ -23,7 +23,9 @@ class FakeContext:
     def __init__(self) -> None:
         self.requests: list[context_pb2.BuildContextRequest] = []
 
-    async def build(self, request: context_pb2.BuildContextRequest) -> context_pb2.BuildContextReply:
+    async def build(
+        self, request: context_pb2.BuildContextRequest
+    ) -> context_pb2.BuildContextReply:
         self.requests.append(request)
         return context_pb2.BuildContextReply(
             messages=[
@@ -32,14 +34,19 @@ class FakeContext:
                 common_pb2.Message(role=common_pb2.ROLE_USER, content=request.prompt),
             ],
             report=common_pb2.ContextReport(
-                strategy=common_pb2.CONTEXT_STRATEGY_FULL, tokens_sent=9, tokens_full_history=9,
-                turns_sent=2, turns_total=2,
+                strategy=common_pb2.CONTEXT_STRATEGY_FULL,
+                tokens_sent=9,
+                tokens_full_history=9,
+                turns_sent=2,
+                turns_total=2,
             ),
             conversation_id=request.scope.conversation_id or "conv-new",
         )
 
 
-async def _flow(provider: FakeProvider) -> tuple[AskFlow, InMemoryBus, FakeContext, list[events_pb2.LlmCompleted]]:
+async def _flow(
+    provider: FakeProvider,
+) -> tuple[AskFlow, InMemoryBus, FakeContext, list[events_pb2.LlmCompleted]]:
     bus, context = InMemoryBus(), FakeContext()
     seen: list[events_pb2.LlmCompleted] = []
 
@@ -89,7 +96,9 @@ async def test_a_message_list_is_stateless_and_skips_the_context_service() -> No
     provider = FakeProvider(LOCAL)
     flow, bus, context, seen = await _flow(provider)
     reply = await flow.ask(
-        gateway_pb2.AskRequest(messages=[common_pb2.Message(role=common_pb2.ROLE_USER, content="hi")]),
+        gateway_pb2.AskRequest(
+            messages=[common_pb2.Message(role=common_pb2.ROLE_USER, content="hi")]
+        ),
         Caller("acme", "app1"),
     )
     assert not context.requests
@@ -110,7 +119,9 @@ async def test_a_provider_failure_reaches_the_caller_and_is_recorded_as_an_error
 
 async def test_streaming_yields_the_choice_first_then_text_then_the_full_reply() -> None:
     flow, bus, _, seen = await _flow(FakeProvider(LOCAL, answer="one two three"))
-    chunks = [c async for c in flow.ask_stream(gateway_pb2.AskRequest(prompt="count"), Caller("t", "a"))]
+    chunks = [
+        c async for c in flow.ask_stream(gateway_pb2.AskRequest(prompt="count"), Caller("t", "a"))
+    ]
     assert chunks[0].accepted.choice.model == LOCAL
     assert "".join(c.delta for c in chunks[1:-1]) == "one two three "
     assert chunks[-1].final.answer == "one two three"

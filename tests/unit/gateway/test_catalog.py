@@ -11,8 +11,11 @@ DOC = {
     "reference_model": "strong",
     "models": [
         {"name": "cheap", "price_per_million": {"input": 0.15, "output": 0.6}},
-        {"name": "strong", "api_key_env": "STRONG_KEY",
-         "price_per_million": {"input": 2.5, "cached_input": 1.25, "output": 10}},
+        {
+            "name": "strong",
+            "api_key_env": "STRONG_KEY",
+            "price_per_million": {"input": 2.5, "cached_input": 1.25, "output": 10},
+        },
     ],
 }
 
@@ -42,19 +45,23 @@ def test_saving_is_measured_against_the_reference_model() -> None:
     assert pricing.cost_nanousd == 270_000
     assert pricing.reference_cost_nanousd == 4_500_000
     assert pricing.saved_nanousd == 4_230_000
-    free = price_answer(catalog, catalog.get("cheap"), input_tokens=1000, output_tokens=200, charged=False)
+    free = price_answer(
+        catalog, catalog.get("cheap"), input_tokens=1000, output_tokens=200, charged=False
+    )
     assert (free.cost_nanousd, free.saved_nanousd) == (0, 4_500_000)
 
 
 def test_shipped_catalog_serves_the_local_model_by_default() -> None:
-    catalog = load_catalog(None, environ={}, overrides={"smollm2-135m-instruct": {"base_url": "http://h:1/v1"}})
+    catalog = load_catalog(
+        None, environ={}, overrides={"smollm2-135m-instruct": {"base_url": "http://h:1/v1"}}
+    )
     model = catalog.get(catalog.default_model)
     assert (model.name, model.base_url) == ("smollm2-135m-instruct", "http://h:1/v1")
 
 
 def test_bad_catalog_values_are_named() -> None:
     bad = {"models": [{"name": "m", "price_per_million": {"input": "lots"}}]}
-    with pytest.raises(ConfigurationError, match="m.price_per_million.input"):
+    with pytest.raises(ConfigurationError, match=r"m\.price_per_million\.input"):
         parse_catalog(bad, environ={})
 
 

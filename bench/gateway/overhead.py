@@ -1,0 +1,392 @@
+"""Gateway overhead: added latency (p50, p99) and requests/s over calling the upstream directly.
+
+Starts, on this machine: a private nats-server (JetStream), a SQLite database migrated to
+head with one tenant and API key, the fake OpenAI-compatible upstream that answers at
+once (``llmproxy.gateway.fake_upstream``), the profiler (consumes ``llm.completed``) and
+the gateway (gRPC + HTTP) as processes. Then, for 1, 16 and 128 concurrent clients, it
+measures the upstream directly, the gateway's HTTP path and its gRPC path. The load
+generator is a bare asyncio HTTP/1.1 client (and grpc.aio), in this process, so it
+shares the machine's cores with everything it measures.
+
+    python bench/gateway/overhead.py            # 6 s per point
+    python bench/gateway/overhead.py --smoke    # 1 s per point (CI)
+    python bench/gateway/overhead.py --profile  # also cProfile the gateway (top functions)
+
+Writes ``bench/results/gateway_overhead[_smoke].json`` and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import pstats
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+
+from llmproxy.gateway import admin
+from llmproxy.platform.db import create_engine, session_factory, upgrade
+from llmproxy.platform.processes import free_port
+from llmproxy.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+BODY = {
+    "model": "fake-model",
+    "messages": [{"role": "user", "content": "What is the capital of France?"}],
+    "max_tokens": 16,
+}
+
+
+# -- a minimal keep-alive HTTP/1.1 client: the load generator must cost little ------------
+
+
+class RawHttp:
+    def __init__(self, host: str, port: int, path: str, body: bytes, headers: dict[str, str]):
+        self._addr = (host, port)
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self._request = (
+            f"POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
+            f"{extra}content-length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def call(self) -> int:
+        if self._writer is None:
+            self._reader, self._writer = await asyncio.open_connection(*self._addr)
+        assert self._reader is not None
+        self._writer.write(self._request)
+        head = await self._reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        await self._reader.readexactly(length)
+        return status
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+async def _run_point(call_factory, concurrency: int, seconds: float) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    latencies: list[float] = []
+    errors = 0
+    stop_at = 0.0
+
+    async def worker() -> None:
+        nonlocal errors
+        call, close = call_factory()
+        try:
+            while time.perf_counter() < stop_at:
+                started = time.perf_counter()
+                ok = await call()
+                latencies.append(time.perf_counter() - started)
+                errors += not ok
+        finally:
+            close()
+
+    # warm-up: connections, caches
+    warm_call, warm_close = call_factory()
+    for _ in range(20):
+        if not await warm_call():
+            raise SystemExit("warm-up call failed: is the stack healthy?")
+    warm_close()
+    began = time.perf_counter()
+    stop_at = began + seconds
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - began
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
+
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "rps": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(pct(0.50), 3),
+        "p99_ms": round(pct(0.99), 3),
+    }
+
+
+# -- the stack ------------------------------------------------------------------------------
+
+
+def _wait(check, what: str, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{what} did not start")
+
+
+def _serving(address: str) -> bool:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=1
+        )
+    return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def _make_key(url: str) -> str:
+    await upgrade(url)
+    engine = create_engine(url)
+    try:
+        sessions = session_factory(engine)
+        await admin.create_tenant(sessions, "bench")
+        _, key = await admin.create_key(sessions, tenant="bench", app="load")
+        return key
+    finally:
+        await engine.dispose()
+
+
+class Stack:
+    def __init__(self, workdir: Path, profile: bool) -> None:
+        self.dir = workdir
+        self.profile = profile
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        log = (self.dir / f"{name}.log").open("wb")
+        self.procs.append(
+            (name, subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT))
+        )
+
+    def start(self) -> dict[str, Any]:
+        nats_dir = self.dir / "nats"
+        nats_dir.mkdir()
+        nats_port = free_port()
+        self.spawn(
+            "nats",
+            [
+                str(BIN / "nats-server"),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(nats_port),
+                "-js",
+                "-sd",
+                str(nats_dir),
+            ],
+        )
+        up_port = free_port()
+        self.spawn(
+            "upstream",
+            [sys.executable, "-m", "llmproxy.gateway.fake_upstream", "--port", str(up_port)],
+        )
+        upstream = f"http://127.0.0.1:{up_port}/v1"
+        _wait(lambda: httpx.get(f"{upstream}/stats").status_code == 200, "upstream")
+        db = f"sqlite:///{self.dir / 'bench.db'}"
+        key = asyncio.run(_make_key(db))
+        catalog = self.dir / "catalog.json"
+        catalog.write_text(
+            json.dumps(
+                {
+                    "default_model": "fake-model",
+                    "reference_model": "fake-model",
+                    "models": [
+                        {
+                            "name": "fake-model",
+                            "base_url": upstream,
+                            "context_window": 8192,
+                            "price_per_million": {"input": 0.15, "output": 0.6},
+                        }
+                    ],
+                }
+            )
+        )
+        grpc_port, http_port = free_port(), free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LLMPROXY_")}
+        env.update(
+            {
+                "NATS_URL": f"nats://127.0.0.1:{nats_port}",
+                "DATABASE_URL": db,
+                "LLMPROXY_CATALOG_FILE": str(catalog),
+                "LLMPROXY_LOG_LEVEL": "warning",
+            }
+        )
+        profiler_port = free_port()
+        self.spawn(
+            "profiler",
+            [str(BIN / "llmproxy"), "serve", "profiler"],
+            {**env, "LLMPROXY_GRPC_PORT": str(profiler_port)},
+        )
+        gateway = [sys.executable, "-m", "llmproxy.cli", "serve", "gateway"]
+        if self.profile:
+            gateway = [
+                sys.executable,
+                "-m",
+                "cProfile",
+                "-o",
+                str(self.dir / "gateway.prof"),
+                "-m",
+                "llmproxy.cli",
+                "serve",
+                "gateway",
+            ]
+        self.spawn(
+            "gateway",
+            gateway,
+            {**env, "LLMPROXY_GRPC_PORT": str(grpc_port), "LLMPROXY_HTTP_PORT": str(http_port)},
+        )
+        _wait(lambda: _serving(f"127.0.0.1:{profiler_port}"), "profiler")
+        _wait(lambda: _serving(f"127.0.0.1:{grpc_port}"), "gateway")
+        return {
+            "upstream_port": up_port,
+            "http_port": http_port,
+            "grpc": f"127.0.0.1:{grpc_port}",
+            "key": key,
+        }
+
+    def stop(self) -> None:
+        for _name, proc in reversed(self.procs):
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+# -- the measurement --------------------------------------------------------------------------
+
+
+async def measure(info: dict[str, Any], seconds: float, levels: list[int]) -> list[dict[str, Any]]:
+    body = json.dumps(BODY).encode()
+    auth = {"authorization": f"Bearer {info['key']}"}
+
+    def direct():  # type: ignore[no-untyped-def]
+        client = RawHttp("127.0.0.1", info["upstream_port"], "/v1/chat/completions", body, {})
+
+        async def call() -> bool:
+            return await client.call() == 200
+
+        return call, client.close
+
+    def http():  # type: ignore[no-untyped-def]
+        client = RawHttp("127.0.0.1", info["http_port"], "/v1/chat/completions", body, auth)
+
+        async def call() -> bool:
+            return await client.call() == 200
+
+        return call, client.close
+
+    channel = grpc.aio.insecure_channel(info["grpc"])
+    stub = gateway_pb2_grpc.GatewayStub(channel)
+    request = gateway_pb2.AskRequest(
+        messages=[
+            common_pb2.Message(role=common_pb2.ROLE_USER, content=BODY["messages"][0]["content"])
+        ],  # type: ignore[index]
+        generation=common_pb2.GenerationParams(max_tokens=16),
+    )
+    metadata = (("authorization", auth["authorization"]),)
+
+    def grpc_path():  # type: ignore[no-untyped-def]
+        async def call() -> bool:
+            reply = await stub.Ask(request, metadata=metadata, timeout=30)
+            return bool(reply.answer)
+
+        return call, lambda: None
+
+    rows = []
+    for concurrency in levels:
+        base = await _run_point(direct, concurrency, seconds)
+        for path, factory in (("http", http), ("grpc", grpc_path)):
+            point = await _run_point(factory, concurrency, seconds)
+            rows.append(
+                {
+                    "path": path,
+                    "concurrency": concurrency,
+                    **point,
+                    "direct_p50_ms": base["p50_ms"],
+                    "direct_p99_ms": base["p99_ms"],
+                    "direct_rps": base["rps"],
+                    "added_p50_ms": round(point["p50_ms"] - base["p50_ms"], 3),
+                    "added_p99_ms": round(point["p99_ms"] - base["p99_ms"], 3),
+                }
+            )
+            print(
+                f"  {path:<4} c={concurrency:<4} {rows[-1]['rps']:>8} req/s  "
+                f"added p50 {rows[-1]['added_p50_ms']:>7} ms  p99 {rows[-1]['added_p99_ms']:>7} ms",
+                flush=True,
+            )
+    await channel.close()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--smoke", action="store_true", help="1 s per point")
+    parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument("--profile", action="store_true", help="cProfile the gateway")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    seconds = args.seconds or (1.0 if args.smoke else 6.0)
+    levels = [1, 16, 128]
+    with tempfile.TemporaryDirectory() as tmp:
+        stack = Stack(Path(tmp), args.profile)
+        try:
+            info = stack.start()
+            rows = asyncio.run(measure(info, seconds, levels))
+        finally:
+            stack.stop()
+        top: list[str] = []
+        if args.profile and (Path(tmp) / "gateway.prof").exists():
+            stats = pstats.Stats(str(Path(tmp) / "gateway.prof"))
+            stats.sort_stats("tottime")
+            _width, entries = stats.get_print_list([25])  # type: ignore[attr-defined]
+            for func in entries:
+                _cc, _nc, tt, ct, _ = stats.stats[func]  # type: ignore[attr-defined]
+                where = f"{func[0].split('site-packages/')[-1]}:{func[1]}({func[2]})"
+                top.append(f"{tt:8.2f}s self {ct:8.2f}s cum  {where}")
+    result = {
+        "benchmark": "gateway_overhead",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "seconds_per_point": seconds,
+        "command": " ".join(["python", "bench/gateway/overhead.py", *sys.argv[1:]]),
+        "rows": rows,
+        "profile_top_self_time": top,
+    }
+    out = (
+        args.out
+        or ROOT / "bench" / "results" / f"gateway_overhead{'_smoke' if args.smoke else ''}.json"
+    )
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print("\n| path | clients | req/s | p50 ms | p99 ms | direct p50 | added p50 | added p99 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['path']} | {r['concurrency']} | {r['rps']} | {r['p50_ms']} | {r['p99_ms']} | "
+            f"{r['direct_p50_ms']} | {r['added_p50_ms']} | {r['added_p99_ms']} |"
+        )
+    if top:
+        print("\nGateway profile (top self time):\n" + "\n".join(top))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,255 @@
+"""The OpenAI-compatible HTTP front door: ``POST /v1/chat/completions``, ``GET /v1/models``.
+
+A thin Starlette adapter over the same :class:`AskFlow` the gRPC servicer uses; it runs
+in the gateway process, on the gRPC server's event loop, under uvicorn. Errors come back
+in OpenAI's shape (``{"error": {"message", "type", "param", "code"}}``) with the status
+from the platform's error table; 429s carry ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import socket
+import time
+from collections.abc import AsyncIterator
+from contextlib import contextmanager
+from typing import Any
+
+import structlog
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from llmproxy.gateway.access import Authenticator
+from llmproxy.gateway.ask import AskFlow
+from llmproxy.gateway.keys import SCOPE_CHAT
+from llmproxy.gateway.openai_format import (
+    accepted_headers,
+    chunk,
+    completion,
+    metadata,
+    parse_body,
+    reply_headers,
+    to_ask_request,
+    usage_dict,
+)
+from llmproxy.platform.errors import (
+    InvalidArgumentError,
+    LLMProxyError,
+    RateLimitedError,
+    http_status_for,
+)
+from llmproxy.v1 import gateway_pb2
+
+__all__ = ["MAX_BODY_BYTES", "HttpServer", "build_app"]
+
+log = structlog.get_logger(__name__)
+
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+def error_response(exc: LLMProxyError) -> JSONResponse:
+    """OpenAI's error shape for a domain error."""
+    status = int(http_status_for(exc))
+    headers = {}
+    if isinstance(exc, RateLimitedError) and exc.retry_after_seconds is not None:
+        headers["retry-after"] = str(max(1, math.ceil(exc.retry_after_seconds)))
+    body = {
+        "error": {
+            "message": exc.message,
+            "type": exc.code,
+            "param": getattr(exc, "field", None),
+            "code": exc.code,
+        }
+    }
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _sse(data: dict[str, Any] | str) -> bytes:
+    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    return f"data: {payload}\n\n".encode()
+
+
+def build_app(flow: AskFlow, auth: Authenticator) -> Starlette:
+    """The Starlette application serving the OpenAI-compatible routes."""
+
+    async def chat_completions(request: Request) -> Response:
+        try:
+            caller = await auth.authenticate(request.headers.get("authorization"))
+            raw = await request.body()
+            if len(raw) > MAX_BODY_BYTES:
+                raise InvalidArgumentError(
+                    f"the request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}",
+                    field="body",
+                )
+            body = parse_body(raw)
+            ask = to_ask_request(body, request.headers)
+            if body.stream:
+                include_usage = bool(body.stream_options and body.stream_options.include_usage)
+                return await _stream(flow.ask_stream(ask, caller), include_usage)
+            reply = await flow.ask(ask, caller)
+        except LLMProxyError as exc:
+            return error_response(exc)
+        return JSONResponse(completion(reply, int(time.time())), headers=reply_headers(reply))
+
+    async def models(request: Request) -> Response:
+        try:
+            caller = await auth.authenticate(request.headers.get("authorization"))
+            caller.require(SCOPE_CHAT)
+        except LLMProxyError as exc:
+            return error_response(exc)
+        data = [
+            {"id": m.name, "object": "model", "created": 0, "owned_by": m.provider}
+            for m in flow.catalog.available()
+        ]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error in HTTP request", path=request.url.path)
+        return JSONResponse(
+            {
+                "error": {
+                    "message": "internal error (see the gateway log)",
+                    "type": "internal_error",
+                    "param": None,
+                    "code": "internal_error",
+                }
+            },
+            status_code=500,
+        )
+
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+        ],
+        exception_handlers={Exception: internal_error},
+    )
+
+
+async def _stream(chunks: AsyncIterator[gateway_pb2.AskChunk], include_usage: bool) -> Response:
+    """An SSE response; everything up to the first text is awaited first, so a request
+    refused (auth, limits) or failing before any text gets a proper HTTP error status."""
+    head: list[gateway_pb2.AskChunk] = []
+    try:
+        async for item in chunks:
+            head.append(item)
+            if item.WhichOneof("kind") != "accepted":
+                break
+    except LLMProxyError as exc:
+        await _close(chunks)
+        return error_response(exc)
+    if not head:
+        return error_response(LLMProxyError("the answer stream ended before it began"))
+    accepted = head[0].accepted
+    created = int(time.time())
+    request_id, model = accepted.request_id, accepted.choice.model
+
+    async def events() -> AsyncIterator[bytes]:
+        try:
+            yield _sse(
+                chunk(request_id, model, created, delta={"role": "assistant", "content": ""})
+            )
+            pending = list(head[1:])
+            while True:
+                if pending:
+                    item = pending.pop(0)
+                else:
+                    try:
+                        item = await chunks.__anext__()
+                    except StopAsyncIteration:
+                        break
+                kind = item.WhichOneof("kind")
+                if kind == "delta":
+                    yield _sse(chunk(request_id, model, created, delta={"content": item.delta}))
+                elif kind == "final":
+                    final = item.final
+                    yield _sse(
+                        chunk(
+                            request_id,
+                            final.choice.model,
+                            created,
+                            delta={},
+                            finish_reason=final.finish_reason or "stop",
+                            extra=metadata(final),
+                        )
+                    )
+                    if include_usage:
+                        yield _sse(
+                            chunk(
+                                request_id,
+                                final.choice.model,
+                                created,
+                                usage=usage_dict(final.usage),
+                            )
+                        )
+            yield _sse("[DONE]")
+        except LLMProxyError as exc:
+            # Headers are gone; OpenAI's SDK raises on an "error" event in the stream.
+            yield _sse({"error": {"message": exc.message, "type": exc.code, "code": exc.code}})
+        finally:
+            await _close(chunks)
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers=accepted_headers(accepted)
+    )
+
+
+async def _close(chunks: AsyncIterator[gateway_pb2.AskChunk]) -> None:
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without its own signal handlers: the service runtime owns SIGTERM."""
+
+    @contextmanager
+    def capture_signals(self):  # type: ignore[no-untyped-def, override]
+        yield
+
+
+class HttpServer:
+    """uvicorn serving ``app`` as a task on the running loop; :meth:`stop` drains it."""
+
+    def __init__(self, app: Starlette, *, host: str, port: int, drain_timeout_s: float) -> None:
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted connections inherit this on Linux. Without it a response written in two
+        # parts (headers, body) waits ~40 ms for the client's delayed ACK (Nagle).
+        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._socket.bind((host, port))
+        self.host = host
+        self.port = self._socket.getsockname()[1]
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=max(1, int(drain_timeout_s)),
+            backlog=2048,
+        )
+        self._server = _EmbeddedServer(config)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]))
+        while not self._server.started:
+            if self._task.done():
+                await self._task  # raises what stopped it
+                return
+            await asyncio.sleep(0.01)
+        log.info("http listening", host=self.host, port=self.port, api="/v1")
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight requests finish (up to the drain timeout)."""
+        if self._task is None:
+            self._socket.close()
+            return
+        self._server.should_exit = True
+        await self._task
+        self._socket.close()

@@ -1,0 +1,234 @@
+"""SQL adapters of the gateway: keys, limits and their counters, and the usage ledger.
+
+Rows in, plain records out; the decisions stay in ``keys.py`` and ``limits.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, case, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from llmproxy.gateway.limits import Amounts, Claim, LimitRule, rejection
+from llmproxy.platform.db.models import ApiKey, LimitCounter, Tenant, UsageLimit, UsageRecord
+
+__all__ = [
+    "KeyRecord",
+    "SqlKeyDirectory",
+    "SqlLimitStore",
+    "SqlUsageLedger",
+    "UsageFilter",
+    "UsageTotals",
+    "rule_of",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    key_id: str
+    tenant_id: str
+    app_id: str
+    secret_hash: str
+    scopes: frozenset[str]
+    revoked: bool
+    #: the tenant's reference model for savings ("" = the catalog's)
+    reference_model: str = ""
+
+
+class SqlKeyDirectory:
+    """Finds API keys (with their tenant's settings) by their public id."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def find_key(self, key_id: str) -> KeyRecord | None:
+        query = (
+            select(ApiKey, Tenant.reference_model)
+            .join(Tenant, Tenant.id == ApiKey.tenant_id)
+            .where(ApiKey.id == key_id)
+        )
+        async with self._sessions() as session:
+            row = (await session.execute(query)).first()
+        if row is None:
+            return None
+        key: ApiKey = row[0]
+        reference: str | None = row[1]
+        return KeyRecord(
+            key_id=key.id,
+            tenant_id=key.tenant_id,
+            app_id=key.app_id,
+            secret_hash=key.secret_hash,
+            scopes=frozenset(key.scopes.split()),
+            revoked=key.revoked_at is not None,
+            reference_model=reference or "",
+        )
+
+
+def rule_of(row: UsageLimit) -> LimitRule:
+    return LimitRule(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        metric=row.metric,
+        window=row.window,
+        amount=row.amount,
+        app_id=row.app_id,
+        key_id=row.key_id,
+        user_id=row.user_id,
+    )
+
+
+def _insert(session: AsyncSession):  # type: ignore[no-untyped-def]
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def _counter(claim: Claim):  # type: ignore[no-untyped-def]
+    return and_(
+        LimitCounter.limit_id == claim.rule.id,
+        LimitCounter.subject == claim.subject,
+        LimitCounter.window_start == claim.window_start,
+    )
+
+
+class SqlLimitStore:
+    """Limits and counters in the database; reservations are conditional updates.
+
+    ``UPDATE ... SET reserved = reserved + :n WHERE used + reserved + :n <= :limit`` is
+    atomic on both backends: PostgreSQL re-checks the condition on the row after waiting
+    for its lock, and SQLite runs one writer at a time. All claims of a request commit
+    in one transaction or not at all.
+    """
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def rules_for(self, tenant_id: str) -> Sequence[LimitRule]:
+        async with self._sessions() as session:
+            rows: list[UsageLimit] = list(
+                await session.scalars(select(UsageLimit).where(UsageLimit.tenant_id == tenant_id))
+            )
+            return [rule_of(r) for r in rows]
+
+    async def reserve(self, claims: Sequence[Claim], now: datetime) -> None:
+        async with self._sessions.begin() as session:
+            insert = _insert(session)
+            for claim in claims:
+                await session.execute(
+                    insert(LimitCounter)
+                    .values(
+                        limit_id=claim.rule.id,
+                        subject=claim.subject,
+                        window_start=claim.window_start,
+                        used=0,
+                        reserved=0,
+                    )
+                    .on_conflict_do_nothing()
+                )
+                won = await session.execute(
+                    update(LimitCounter)
+                    .where(
+                        _counter(claim),
+                        LimitCounter.used + LimitCounter.reserved + claim.amount
+                        <= claim.rule.amount,
+                    )
+                    .values(reserved=LimitCounter.reserved + claim.amount)
+                )
+                if getattr(won, "rowcount", 0) != 1:
+                    counter = (
+                        await session.execute(
+                            select(LimitCounter.used, LimitCounter.reserved).where(_counter(claim))
+                        )
+                    ).one()
+                    used, reserved = int(counter[0]), int(counter[1])
+                    # leaving the block rolls back this request's earlier claims
+                    raise rejection(claim, used, reserved, now)
+
+    async def settle(self, claims: Sequence[Claim], actual: Amounts) -> None:
+        async with self._sessions.begin() as session:
+            for claim in claims:
+                await session.execute(
+                    update(LimitCounter)
+                    .where(_counter(claim))
+                    .values(
+                        reserved=LimitCounter.reserved - claim.amount,
+                        used=LimitCounter.used + actual.of(claim.rule.metric),
+                    )
+                )
+
+
+@dataclass(frozen=True, slots=True)
+class UsageFilter:
+    """Which usage rows to total: always one tenant; optionally narrower, within a window."""
+
+    tenant_id: str
+    app_id: str = ""
+    user_id: str = ""
+    conversation_id: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageTotals:
+    requests: int
+    cache_hits: int
+    input_tokens: int
+    output_tokens: int
+    cost_nanousd: int
+    saved_nanousd: int
+    #: model -> (requests, cost_nanousd)
+    by_model: dict[str, tuple[int, int]]
+
+
+class SqlUsageLedger:
+    """Totals over ``usage_records``, the ledger the profiler writes once per ``llm.completed``."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def totals(self, where: UsageFilter) -> UsageTotals:
+        conditions = [UsageRecord.tenant_id == where.tenant_id]
+        for column, value in (
+            (UsageRecord.app_id, where.app_id),
+            (UsageRecord.user_id, where.user_id),
+            (UsageRecord.conversation_id, where.conversation_id),
+        ):
+            if value:
+                conditions.append(column == value)
+        if where.since is not None:
+            conditions.append(UsageRecord.created_at >= where.since)
+        if where.until is not None:
+            conditions.append(UsageRecord.created_at < where.until)
+        hit = UsageRecord.cache_outcome.in_(
+            ("CACHE_OUTCOME_EXACT_HIT", "CACHE_OUTCOME_SEMANTIC_HIT")
+        )
+        query = (
+            select(
+                UsageRecord.model,
+                func.count(),
+                func.sum(case((hit, 1), else_=0)),
+                func.sum(UsageRecord.input_tokens),
+                func.sum(UsageRecord.output_tokens),
+                func.sum(UsageRecord.cost_nanousd),
+                func.sum(UsageRecord.saved_nanousd),
+            )
+            .where(*conditions)
+            .group_by(UsageRecord.model)
+        )
+        async with self._sessions() as session:
+            rows = (await session.execute(query)).all()
+        by_model: dict[str, tuple[int, int]] = {
+            str(r[0]): (int(r[1]), int(r[5] or 0)) for r in rows
+        }
+        return UsageTotals(
+            requests=sum(int(r[1]) for r in rows),
+            cache_hits=sum(int(r[2] or 0) for r in rows),
+            input_tokens=sum(int(r[3] or 0) for r in rows),
+            output_tokens=sum(int(r[4] or 0) for r in rows),
+            cost_nanousd=sum(int(r[5] or 0) for r in rows),
+            saved_nanousd=sum(int(r[6] or 0) for r in rows),
+            by_model=by_model,
+        )
