@@ -7,11 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmproxy.context.strategies import TurnRecord
 from llmproxy.platform.db.models import Conversation, Turn
+from llmproxy.platform.embeddings import vector_from_bytes
 from llmproxy.platform.errors import NotFoundError
 
 __all__ = ["ConversationRepository", "NewTurn"]
@@ -22,6 +23,8 @@ class NewTurn:
     role: str
     content: str
     tokens: int
+    #: float32 embedding bytes (see ``llmproxy.platform.embeddings.vector_to_bytes``)
+    embedding: bytes | None = None
 
 
 class ConversationRepository:
@@ -30,7 +33,9 @@ class ConversationRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def create(self, *, tenant_id: str, app_id: str, user_id: str, now: datetime) -> Conversation:
+    async def create(
+        self, *, tenant_id: str, app_id: str, user_id: str, now: datetime
+    ) -> Conversation:
         conversation = Conversation(
             id=str(uuid.uuid4()),
             tenant_id=tenant_id,
@@ -59,12 +64,71 @@ class ConversationRepository:
             query = query.where(Turn.created_at > conversation.reset_at)
         return list(await self._session.scalars(query))
 
-    async def history(self, conversation: Conversation) -> list[TurnRecord]:
-        """The turns a strategy may send (those after the last reset)."""
+    async def history(
+        self, conversation: Conversation, *, embeddings: bool = False
+    ) -> list[TurnRecord]:
+        """The turns a strategy may send (those after the last reset), oldest first.
+
+        Plain columns, not ORM objects: this is on every request's path. ``embeddings``
+        loads the stored vectors too (only ``relevant`` needs them).
+        """
+        columns = [Turn.seq, Turn.role, Turn.content, Turn.tokens]
+        if embeddings:
+            columns.append(Turn.embedding)
+        query = select(*columns).where(Turn.conversation_id == conversation.id).order_by(Turn.seq)
+        if conversation.reset_at is not None:
+            query = query.where(Turn.created_at > conversation.reset_at)
         return [
-            TurnRecord(seq=t.seq, role=t.role, content=t.content, tokens=t.tokens)
-            for t in await self.turns(conversation, since_reset=True)
+            TurnRecord(
+                seq=row[0],
+                role=row[1],
+                content=row[2],
+                tokens=row[3],
+                embedding=vector_from_bytes(row[4]) if embeddings else None,
+            )
+            for row in await self._session.execute(query)
         ]
+
+    async def set_embeddings(self, conversation: Conversation, vectors: dict[int, bytes]) -> None:
+        """Store embeddings computed after the turns were written, by turn seq."""
+        for seq, data in vectors.items():
+            await self._session.execute(
+                update(Turn)
+                .where(Turn.conversation_id == conversation.id, Turn.seq == seq)
+                .values(embedding=data)
+            )
+
+    async def save_summary(
+        self,
+        *,
+        tenant_id: str,
+        conversation_id: str,
+        summary: str,
+        upto_seq: int,
+        expected_upto_seq: int,
+        expected_reset_at: datetime | None,
+    ) -> bool:
+        """Replace the summary unless another writer, a reset or an erasure came first.
+
+        A conditional update, so two replicas refreshing at once cannot both win.
+        """
+        same_reset = (
+            Conversation.reset_at.is_(None)
+            if expected_reset_at is None
+            else Conversation.reset_at == expected_reset_at
+        )
+        result = await self._session.execute(
+            update(Conversation)
+            .where(
+                Conversation.id == conversation_id,
+                Conversation.tenant_id == tenant_id,
+                func.coalesce(Conversation.summary_upto_seq, 0) == expected_upto_seq,
+                same_reset,
+            )
+            .values(summary=summary, summary_upto_seq=upto_seq)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(getattr(result, "rowcount", 0) == 1)
 
     async def append(
         self,
@@ -97,6 +161,7 @@ class ConversationRepository:
                     tokens=turn.tokens,
                     request_id=request_id or None,
                     created_at=now,
+                    embedding=turn.embedding,
                 )
             )
         conversation.updated_at = now

@@ -1,29 +1,42 @@
-"""gRPC adapter of the Context service, and its ``llm.completed`` consumer."""
+"""gRPC adapter of the Context service."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import grpc
+import numpy as np
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from llmproxy.context.repository import ConversationRepository, NewTurn
-from llmproxy.context.strategies import ContextPlan, ContextRequest, Strategy, plan_context
-from llmproxy.platform.bus.port import Envelope
-from llmproxy.platform.db.idempotency import claim_event
+from llmproxy.context.strategies import (
+    ContextDefaults,
+    ContextPlan,
+    ContextRequest,
+    Strategy,
+    TurnRecord,
+    check_bounds,
+    plan_context,
+)
+from llmproxy.platform.bus.port import EventBus
+from llmproxy.platform.bus.subjects import CACHE_INVALIDATE
 from llmproxy.platform.db.models import Conversation as ConversationRow
-from llmproxy.platform.errors import InvalidArgumentError, NotFoundError
-from llmproxy.platform.events import decode_event
+from llmproxy.platform.embeddings import TextEmbedder, vector_to_bytes
+from llmproxy.platform.errors import ConfigurationError, InvalidArgumentError, LLMProxyError
+from llmproxy.platform.events import new_event_meta, publish_event
 from llmproxy.v1 import common_pb2, context_pb2, context_pb2_grpc, events_pb2
 
-__all__ = ["ContextServicer", "TurnRecorder"]
+__all__ = ["ContextServicer", "embed_texts", "strategy_from_proto"]
 
-CONSUMER = "context-turns"
+log = structlog.get_logger(__name__)
 
+#: UNSPECIFIED is absent: it means "the app's or the service's default"
 _STRATEGIES = {
-    common_pb2.CONTEXT_STRATEGY_UNSPECIFIED: Strategy.FULL,
     common_pb2.CONTEXT_STRATEGY_FULL: Strategy.FULL,
     common_pb2.CONTEXT_STRATEGY_LAST_K: Strategy.LAST_K,
     common_pb2.CONTEXT_STRATEGY_TOKEN_BUDGET: Strategy.TOKEN_BUDGET,
@@ -46,6 +59,24 @@ _ROLES = {
 _ROLE_NAMES = {v: k for k, v in _ROLES.items()}
 
 
+def strategy_from_proto(value: int) -> Strategy | None:
+    """The strategy a policy names; None for UNSPECIFIED (use the default)."""
+    if value == common_pb2.CONTEXT_STRATEGY_UNSPECIFIED:
+        return None
+    strategy = _STRATEGIES.get(value)
+    if strategy is None:
+        raise InvalidArgumentError(f"unknown context strategy {value}", field="context.strategy")
+    return strategy
+
+
+async def embed_texts(embedder: TextEmbedder, texts: Sequence[str]) -> list[bytes]:
+    """Storage bytes of each text's embedding, computed off the event loop."""
+    if not texts:
+        return []
+    vectors = await asyncio.to_thread(embedder.embed, list(texts))
+    return [vector_to_bytes(v) for v in vectors]
+
+
 def _require_tenant(scope: common_pb2.Scope) -> None:
     if not scope.tenant_id:
         raise InvalidArgumentError("scope.tenant_id is required", field="scope.tenant_id")
@@ -62,13 +93,19 @@ def _fingerprint(plan: ContextPlan) -> str:
     return digest.hexdigest()
 
 
-def _conversation_message(row: ConversationRow, turns: list[context_pb2.Turn]) -> context_pb2.Conversation:
+def _conversation_message(
+    row: ConversationRow, turns: list[context_pb2.Turn]
+) -> context_pb2.Conversation:
     message = context_pb2.Conversation(
         scope=common_pb2.Scope(
-            tenant_id=row.tenant_id, app_id=row.app_id, user_id=row.user_id or "", conversation_id=row.id
+            tenant_id=row.tenant_id,
+            app_id=row.app_id,
+            user_id=row.user_id or "",
+            conversation_id=row.id,
         ),
         turns=turns,
         summary=row.summary or "",
+        summary_upto_seq=row.summary_upto_seq or 0,
     )
     message.created_at.FromDatetime(row.created_at)
     if row.reset_at is not None:
@@ -77,51 +114,86 @@ def _conversation_message(row: ConversationRow, turns: list[context_pb2.Turn]) -
 
 
 class ContextServicer(context_pb2_grpc.ContextServicer):
+    """Builds contexts and keeps conversations; every call is scoped to the caller's tenant.
+
+    ``embedder`` serves the ``relevant`` strategy (None: that strategy is refused). ``bus``
+    carries the ``cache.invalidate`` that erasing a conversation sends, so cached answers of
+    that conversation go with it.
+    """
+
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
         count_tokens: Callable[[str], int],
+        *,
+        embedder: TextEmbedder | None = None,
+        defaults: ContextDefaults | None = None,
+        bus: EventBus | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._sessions = sessions
         self._count = count_tokens
+        self._embedder = embedder
+        self._defaults = defaults or ContextDefaults()
+        self._bus = bus
         self._now = clock
 
-    async def BuildContext(  # noqa: N802
+    async def BuildContext(
         self, request: context_pb2.BuildContextRequest, context: grpc.aio.ServicerContext
     ) -> context_pb2.BuildContextReply:
         scope = request.scope
         _require_tenant(scope)
         policy = request.policy
-        strategy = _STRATEGIES.get(policy.strategy)
-        if strategy is None:
-            raise InvalidArgumentError(
-                f"unknown context strategy {policy.strategy}", field="context.strategy"
-            )
-        async with self._sessions.begin() as session:
-            repo = ConversationRepository(session)
-            if scope.conversation_id:
-                conversation = await repo.get(
-                    tenant_id=scope.tenant_id, conversation_id=scope.conversation_id
-                )
-            else:
-                conversation = await repo.create(
-                    tenant_id=scope.tenant_id,
-                    app_id=scope.app_id,
-                    user_id=scope.user_id,
-                    now=self._now(),
-                )
-            history = await repo.history(conversation)
-            conversation_id = conversation.id
+        strategy = self._defaults.strategy_for(scope.app_id, strategy_from_proto(policy.strategy))
+        k = policy.k or (self._defaults.relevant_k if strategy is Strategy.RELEVANT else 0)
+        base = ContextRequest(
+            strategy=strategy,
+            system_prompt=request.system_prompt,
+            prompt=request.prompt,
+            history=(),
+            k=k,
+            token_budget=policy.token_budget,
+            reject_oversized_turn=policy.reject_oversized_turn,
+        )
+        check_bounds(base)  # before anything is created for a request that will fail
+        prompt_vector: asyncio.Task[list[bytes]] | None = None
+        if strategy is Strategy.RELEVANT:
+            embedder = self._require_embedder()
+            if scope.conversation_id:  # a new conversation has no turns to rank
+                # the prompt's embedding is computed while the history is read
+                prompt_vector = asyncio.create_task(embed_texts(embedder, [request.prompt]))
+        try:
+            async with self._sessions.begin() as session:
+                repo = ConversationRepository(session)
+                if scope.conversation_id:
+                    conversation = await repo.get(
+                        tenant_id=scope.tenant_id, conversation_id=scope.conversation_id
+                    )
+                else:
+                    conversation = await repo.create(
+                        tenant_id=scope.tenant_id,
+                        app_id=scope.app_id,
+                        user_id=scope.user_id,
+                        now=self._now(),
+                    )
+                history = await repo.history(conversation, embeddings=strategy is Strategy.RELEVANT)
+                conversation_id = conversation.id
+                summary = conversation.summary or ""
+                summary_upto_seq = conversation.summary_upto_seq or 0
+            prompt_embedding = None
+            if prompt_vector is not None:
+                history = await self._with_embeddings(scope.tenant_id, conversation_id, history)
+                prompt_embedding = np.frombuffer((await prompt_vector)[0], dtype="<f4")
+        finally:
+            if prompt_vector is not None and not prompt_vector.done():
+                prompt_vector.cancel()
         plan = plan_context(
-            ContextRequest(
-                strategy=strategy,
-                system_prompt=request.system_prompt,
-                prompt=request.prompt,
+            dataclasses.replace(
+                base,
                 history=history,
-                k=policy.k,
-                token_budget=policy.token_budget,
-                reject_oversized_turn=policy.reject_oversized_turn,
+                summary=summary,
+                summary_upto_seq=summary_upto_seq,
+                prompt_embedding=prompt_embedding,
             ),
             self._count,
         )
@@ -136,20 +208,61 @@ class ContextServicer(context_pb2_grpc.ContextServicer):
                 turns_sent=plan.turns_sent,
                 turns_total=plan.turns_total,
                 truncated=plan.truncated,
+                turns_summarized=plan.turns_summarized,
             ),
             context_fingerprint=_fingerprint(plan),
             conversation_id=conversation_id,
         )
 
-    async def AppendTurns(  # noqa: N802
+    def _require_embedder(self) -> TextEmbedder:
+        if self._embedder is None:
+            raise ConfigurationError("the relevant strategy needs embeddings, which are off here")
+        return self._embedder
+
+    async def _with_embeddings(
+        self, tenant_id: str, conversation_id: str, history: list[TurnRecord]
+    ) -> list[TurnRecord]:
+        """Fill in embeddings of earlier turns stored without one, and store them.
+
+        Turns get their embedding when they are appended; this covers turns written before
+        embeddings existed or while the embedder failed. The last turn needs none.
+        """
+        missing = [t for t in history[:-1] if t.embedding is None]
+        if not missing:
+            return history
+        data = await embed_texts(self._require_embedder(), [t.content for t in missing])
+        by_seq = dict(zip((t.seq for t in missing), data, strict=True))
+        async with self._sessions.begin() as session:
+            repo = ConversationRepository(session)
+            try:
+                conversation = await repo.get(tenant_id=tenant_id, conversation_id=conversation_id)
+            except LLMProxyError:
+                return history
+            await repo.set_embeddings(conversation, by_seq)
+        return [
+            dataclasses.replace(t, embedding=np.frombuffer(by_seq[t.seq], dtype="<f4"))
+            if t.seq in by_seq
+            else t
+            for t in history
+        ]
+
+    async def AppendTurns(
         self, request: context_pb2.AppendTurnsRequest, context: grpc.aio.ServicerContext
     ) -> context_pb2.AppendTurnsReply:
         _require_tenant(request.scope)
-        turns = []
+        roles, contents = [], []
         for turn in request.turns:
             if turn.role not in _ROLE_NAMES:
                 raise InvalidArgumentError("every turn needs a role", field="turns.role")
-            turns.append(NewTurn(_ROLE_NAMES[turn.role], turn.content, self._count(turn.content)))
+            roles.append(_ROLE_NAMES[turn.role])
+            contents.append(turn.content)
+        vectors: list[bytes | None] = [None] * len(contents)
+        if self._embedder is not None:
+            vectors = list(await embed_texts(self._embedder, contents))
+        turns = [
+            NewTurn(role, content, self._count(content), vector)
+            for role, content, vector in zip(roles, contents, vectors, strict=True)
+        ]
         async with self._sessions.begin() as session:
             repo = ConversationRepository(session)
             conversation = await repo.get(
@@ -160,7 +273,7 @@ class ContextServicer(context_pb2_grpc.ContextServicer):
             )
         return context_pb2.AppendTurnsReply(turns_total=total)
 
-    async def GetConversation(  # noqa: N802
+    async def GetConversation(
         self, request: context_pb2.ConversationRef, context: grpc.aio.ServicerContext
     ) -> context_pb2.Conversation:
         _require_tenant(request.scope)
@@ -182,7 +295,7 @@ class ContextServicer(context_pb2_grpc.ContextServicer):
                 turns.append(turn)
             return _conversation_message(row, turns)
 
-    async def ResetConversation(  # noqa: N802
+    async def ResetConversation(
         self, request: context_pb2.ConversationRef, context: grpc.aio.ServicerContext
     ) -> context_pb2.Conversation:
         _require_tenant(request.scope)
@@ -194,48 +307,28 @@ class ContextServicer(context_pb2_grpc.ContextServicer):
             await repo.reset(row, now=self._now())
             return _conversation_message(row, [])
 
-    async def DeleteConversation(  # noqa: N802
+    async def DeleteConversation(
         self, request: context_pb2.ConversationRef, context: grpc.aio.ServicerContext
     ) -> context_pb2.DeleteConversationReply:
-        _require_tenant(request.scope)
+        """Erase the conversation: its turns, summary and embeddings, and its cached answers.
+
+        The cache is told first (inside the transaction): if that fails nothing is deleted
+        and the caller can try again, rather than the rows going while cached answers stay.
+        """
+        scope = request.scope
+        _require_tenant(scope)
         async with self._sessions.begin() as session:
             repo = ConversationRepository(session)
-            row = await repo.get(
-                tenant_id=request.scope.tenant_id, conversation_id=request.scope.conversation_id
-            )
+            row = await repo.get(tenant_id=scope.tenant_id, conversation_id=scope.conversation_id)
+            if self._bus is not None:
+                await publish_event(
+                    self._bus,
+                    CACHE_INVALIDATE,
+                    events_pb2.CacheInvalidate(
+                        meta=new_event_meta("context"),
+                        tenant_id=scope.tenant_id,
+                        conversation_id=row.id,
+                    ),
+                )
             removed = await repo.delete(row)
         return context_pb2.DeleteConversationReply(turns_deleted=removed)
-
-
-class TurnRecorder:
-    """Appends each answered request's user turn and answer to its conversation."""
-
-    def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], count_tokens: Callable[[str], int]
-    ) -> None:
-        self._sessions = sessions
-        self._count = count_tokens
-
-    async def __call__(self, envelope: Envelope) -> None:
-        event = decode_event(envelope, events_pb2.LlmCompleted)
-        scope = event.scope
-        if event.error or not event.user_prompt or not scope.conversation_id:
-            return  # failed, or stateless: nothing to remember
-        occurred = event.meta.occurred_at.ToDatetime(UTC)
-        turns = [
-            NewTurn("user", event.user_prompt, self._count(event.user_prompt)),
-            NewTurn("assistant", event.answer, event.usage.output_tokens or self._count(event.answer)),
-        ]
-        async with self._sessions.begin() as session:
-            if not await claim_event(
-                session, consumer=CONSUMER, event_id=envelope.event_id, now=occurred
-            ):
-                return
-            repo = ConversationRepository(session)
-            try:
-                conversation = await repo.get(
-                    tenant_id=scope.tenant_id, conversation_id=scope.conversation_id
-                )
-            except NotFoundError:
-                return  # erased meanwhile: never bring it back
-            await repo.append(conversation, turns, request_id=event.request_id, now=occurred)

@@ -3,28 +3,54 @@
 The system prompt is always kept; a strategy never cuts a turn in half (only a single
 turn larger than the whole budget is truncated from the front, and flagged). Every plan
 reports the tokens sent and the tokens the full history would have needed.
+
+* ``full`` — every turn since the last reset.
+* ``last_k`` — the ``k`` most recent turns.
+* ``token_budget`` — the most recent whole turns that fit ``token_budget`` tokens together
+  with the system prompt and the prompt.
+* ``summary`` — the conversation's rolling summary (one system message standing for the
+  turns it covers), then every turn it does not cover yet, verbatim. The summary is written
+  off the request path (see :mod:`llmproxy.context.summary`); until one exists every turn
+  is sent.
+* ``relevant`` — the ``k`` earlier turns most similar to the prompt (cosine of the
+  embeddings the caller passes in), plus the last turn, in conversation order.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
 
 from llmproxy.platform.errors import InvalidArgumentError
 
 __all__ = [
+    "DEFAULT_RELEVANT_K",
+    "MAX_K",
+    "MAX_TOKEN_BUDGET",
+    "MIN_TOKEN_BUDGET",
+    "SUMMARY_HEADER",
+    "ContextDefaults",
     "ContextPlan",
     "ContextRequest",
     "PlannedMessage",
     "Strategy",
     "TurnRecord",
+    "check_bounds",
+    "keep_tail",
     "plan_context",
 ]
 
 MAX_K = 1000
 MIN_TOKEN_BUDGET = 16
 MAX_TOKEN_BUDGET = 10_000_000
+#: ``relevant`` with k = 0 sends this many similar turns (plus the last one)
+DEFAULT_RELEVANT_K = 4
+#: how a summary is introduced to the model
+SUMMARY_HEADER = "Summary of the earlier conversation:\n"
 
 
 class Strategy(enum.Enum):
@@ -36,6 +62,24 @@ class Strategy(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class ContextDefaults:
+    """What a request that names no strategy (or no k for ``relevant``) gets."""
+
+    #: the service-wide default strategy
+    strategy: Strategy = Strategy.RELEVANT
+    #: per-app default strategies, by app id (over ``strategy``)
+    app_strategies: Mapping[str, Strategy] = field(default_factory=dict)
+    #: k of ``relevant`` when the request says 0
+    relevant_k: int = DEFAULT_RELEVANT_K
+
+    def strategy_for(self, app_id: str, requested: Strategy | None) -> Strategy:
+        """The request's strategy, else the app's default, else the service's."""
+        if requested is not None:
+            return requested
+        return self.app_strategies.get(app_id, self.strategy)
+
+
+@dataclass(frozen=True, slots=True)
 class TurnRecord:
     """One stored turn of a conversation."""
 
@@ -43,6 +87,8 @@ class TurnRecord:
     role: str
     content: str
     tokens: int
+    #: L2-normalised embedding of ``content``; needed by ``relevant`` only
+    embedding: npt.NDArray[np.float32] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,30 +99,54 @@ class PlannedMessage:
 
 @dataclass(frozen=True, slots=True)
 class ContextRequest:
+    """Everything a strategy decides on."""
+
     strategy: Strategy
     system_prompt: str
     prompt: str
+    #: the turns since the last reset, oldest first
     history: Sequence[TurnRecord]
+    #: last_k: turns to send (1..MAX_K); relevant: similar turns (0 = DEFAULT_RELEVANT_K)
     k: int = 0
     token_budget: int = 0
+    #: reject (instead of truncating) a prompt larger than the token budget
     reject_oversized_turn: bool = False
+    #: the rolling summary and the last turn seq it covers (summary strategy)
+    summary: str = ""
+    summary_upto_seq: int = 0
+    #: L2-normalised embedding of ``prompt`` (relevant strategy)
+    prompt_embedding: npt.NDArray[np.float32] | None = field(
+        default=None, compare=False, repr=False
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class ContextPlan:
+    """The messages to send, and what sending them saved."""
+
     messages: tuple[PlannedMessage, ...]
     strategy: Strategy
     tokens_sent: int
     tokens_full_history: int
+    #: turns sent verbatim
     turns_sent: int
     turns_total: int
     truncated: bool
+    #: turns represented by the summary instead of verbatim
+    turns_summarized: int = 0
 
 
-def _check_bounds(request: ContextRequest) -> None:
+def check_bounds(request: ContextRequest) -> None:
+    """Raise InvalidArgumentError naming the bound a parameter is outside of."""
     if request.strategy is Strategy.LAST_K and not 1 <= request.k <= MAX_K:
         raise InvalidArgumentError(
             f"k must be between 1 and {MAX_K} for last_k, got {request.k}", field="context.k"
+        )
+    if request.strategy is Strategy.RELEVANT and not 0 <= request.k <= MAX_K:
+        raise InvalidArgumentError(
+            f"k must be between 1 and {MAX_K} for relevant (0: {DEFAULT_RELEVANT_K}), "
+            f"got {request.k}",
+            field="context.k",
         )
     if request.strategy is Strategy.TOKEN_BUDGET and not (
         MIN_TOKEN_BUDGET <= request.token_budget <= MAX_TOKEN_BUDGET
@@ -86,28 +156,33 @@ def _check_bounds(request: ContextRequest) -> None:
             f"got {request.token_budget}",
             field="context.token_budget",
         )
-    if request.strategy in (Strategy.SUMMARY, Strategy.RELEVANT):
-        raise InvalidArgumentError(
-            f"context strategy {request.strategy.value!r} is not available yet; "
-            "use full, last_k or token_budget",
-            field="context.strategy",
-        )
 
 
 def plan_context(request: ContextRequest, count_tokens: Callable[[str], int]) -> ContextPlan:
     """Choose the turns to send for ``request.prompt`` under ``request.strategy``."""
-    _check_bounds(request)
+    check_bounds(request)
     history = list(request.history)
     system_tokens = count_tokens(request.system_prompt) if request.system_prompt else 0
     prompt_tokens = count_tokens(request.prompt)
     full = system_tokens + prompt_tokens + sum(t.tokens for t in history)
     prompt = request.prompt
     truncated = False
+    summary: PlannedMessage | None = None
+    summary_tokens = turns_summarized = 0
 
     if request.strategy is Strategy.FULL:
         chosen = history
     elif request.strategy is Strategy.LAST_K:
         chosen = history[-request.k :]
+    elif request.strategy is Strategy.RELEVANT:
+        chosen = _most_relevant(history, request)
+    elif request.strategy is Strategy.SUMMARY:
+        chosen = history
+        if request.summary and request.summary_upto_seq > 0:
+            chosen = [t for t in history if t.seq > request.summary_upto_seq]
+            turns_summarized = len(history) - len(chosen)
+            summary = PlannedMessage("system", SUMMARY_HEADER + request.summary)
+            summary_tokens = count_tokens(summary.content)
     else:  # TOKEN_BUDGET: the most recent whole turns that fit
         room = request.token_budget - system_tokens - prompt_tokens
         if room < 0:
@@ -117,7 +192,7 @@ def plan_context(request: ContextRequest, count_tokens: Callable[[str], int]) ->
                     f"over the token_budget of {request.token_budget}",
                     field="context.token_budget",
                 )
-            prompt = _keep_tail(prompt, request.token_budget - system_tokens, count_tokens)
+            prompt = keep_tail(prompt, request.token_budget - system_tokens, count_tokens)
             prompt_tokens = count_tokens(prompt)
             truncated, room = True, 0
         chosen = []
@@ -131,20 +206,46 @@ def plan_context(request: ContextRequest, count_tokens: Callable[[str], int]) ->
     messages: list[PlannedMessage] = []
     if request.system_prompt:
         messages.append(PlannedMessage("system", request.system_prompt))
+    if summary is not None:
+        messages.append(summary)
     messages.extend(PlannedMessage(t.role, t.content) for t in chosen)
     messages.append(PlannedMessage("user", prompt))
     return ContextPlan(
         messages=tuple(messages),
         strategy=request.strategy,
-        tokens_sent=system_tokens + prompt_tokens + sum(t.tokens for t in chosen),
+        tokens_sent=system_tokens + summary_tokens + prompt_tokens + sum(t.tokens for t in chosen),
         tokens_full_history=full,
         turns_sent=len(chosen),
         turns_total=len(history),
         truncated=truncated,
+        turns_summarized=turns_summarized,
     )
 
 
-def _keep_tail(text: str, budget: int, count_tokens: Callable[[str], int]) -> str:
+def _most_relevant(history: list[TurnRecord], request: ContextRequest) -> list[TurnRecord]:
+    """The k earlier turns most similar to the prompt, plus the last turn, in order.
+
+    Ties go to the more recent turn. A turn without an embedding is never picked for
+    similarity (it can still be the last turn).
+    """
+    if not history:
+        return []
+    if request.prompt_embedding is None:
+        raise ValueError("the relevant strategy needs the prompt's embedding")
+    k = request.k or DEFAULT_RELEVANT_K
+    earlier = [t for t in history[:-1] if t.embedding is not None]
+    picked: set[int] = {history[-1].seq}
+    if earlier:
+        matrix = np.stack([t.embedding for t in earlier])  # type: ignore[misc]
+        scores = matrix @ np.asarray(request.prompt_embedding, dtype=np.float32)
+        seqs = np.array([t.seq for t in earlier])
+        # lexsort sorts by the last key first: highest score, then highest (latest) seq
+        order = np.lexsort((-seqs, -scores))
+        picked.update(int(seqs[i]) for i in order[:k])
+    return [t for t in history if t.seq in picked]
+
+
+def keep_tail(text: str, budget: int, count_tokens: Callable[[str], int]) -> str:
     """The longest suffix of ``text`` that fits ``budget`` tokens (front truncation)."""
     if budget <= 0:
         return ""
