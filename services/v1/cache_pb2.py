@@ -23,34 +23,40 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from llmproxy.v1 import common_pb2 as llmproxy_dot_v1_dot_common__pb2
+from llmproxy.v1 import events_pb2 as llmproxy_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17llmproxy/v1/cache.proto\x12\x0bllmproxy.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x18llmproxy/v1/common.proto\"\xae\x01\n\rCacheScopeKey\x12!\n\x05scope\x18\x01 \x01(\x0b\x32\x12.llmproxy.v1.Scope\x12\x13\n\x0bmodel_class\x18\x02 \x01(\t\x12\x15\n\rsystem_prompt\x18\x03 \x01(\t\x12\x1b\n\x13\x63ontext_fingerprint\x18\x04 \x01(\t\x12\x31\n\ngeneration\x18\x05 \x01(\x0b\x32\x1d.llmproxy.v1.GenerationParams\"w\n\x12\x43\x61\x63heLookupRequest\x12\'\n\x03key\x18\x01 \x01(\x0b\x32\x1a.llmproxy.v1.CacheScopeKey\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12(\n\x06policy\x18\x03 \x01(\x0b\x32\x18.llmproxy.v1.CachePolicy\"\xa2\x01\n\x10\x43\x61\x63heLookupReply\x12(\n\x06report\x18\x01 \x01(\x0b\x32\x18.llmproxy.v1.CacheReport\x12\x0e\n\x06\x61nswer\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12&\n\x05usage\x18\x04 \x01(\x0b\x32\x17.llmproxy.v1.TokenUsage\x12\x1d\n\x15original_cost_nanousd\x18\x05 \x01(\x03\"\x8f\x02\n\x11\x43\x61\x63heStoreRequest\x12\'\n\x03key\x18\x01 \x01(\x0b\x32\x1a.llmproxy.v1.CacheScopeKey\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12&\n\x05usage\x18\x05 \x01(\x0b\x32\x17.llmproxy.v1.TokenUsage\x12\x14\n\x0c\x63ost_nanousd\x18\x06 \x01(\x03\x12(\n\x06policy\x18\x07 \x01(\x0b\x32\x18.llmproxy.v1.CachePolicy\x12\x12\n\nrequest_id\x18\x08 \x01(\t\x12&\n\x03ttl\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\"C\n\x0f\x43\x61\x63heStoreReply\x12\x0e\n\x06stored\x18\x01 \x01(\x08\x12\x10\n\x08\x65ntry_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x85\x01\n\x16\x43\x61\x63heInvalidateRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\x08\x65ntry_id\x18\x02 \x01(\tH\x00\x12\r\n\x03key\x18\x03 \x01(\tH\x00\x12\x19\n\x0f\x63onversation_id\x18\x04 \x01(\tH\x00\x12\x10\n\x06\x61pp_id\x18\x05 \x01(\tH\x00\x42\x08\n\x06target\"\'\n\x14\x43\x61\x63heInvalidateReply\x12\x0f\n\x07removed\x18\x01 \x01(\x05\"&\n\x11\x43\x61\x63heStatsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\x86\x01\n\x0f\x43\x61\x63heStatsReply\x12\x0f\n\x07\x65ntries\x18\x01 \x01(\x03\x12\x12\n\nexact_hits\x18\x02 \x01(\x03\x12\x15\n\rsemantic_hits\x18\x03 \x01(\x03\x12\x0e\n\x06misses\x18\x04 \x01(\x03\x12\x11\n\tevictions\x18\x05 \x01(\x03\x12\x14\n\x0cmemory_bytes\x18\x06 \x01(\x03\x32\xb5\x02\n\x05\x43\x61\x63he\x12H\n\x06Lookup\x12\x1f.llmproxy.v1.CacheLookupRequest\x1a\x1d.llmproxy.v1.CacheLookupReply\x12\x45\n\x05Store\x12\x1e.llmproxy.v1.CacheStoreRequest\x1a\x1c.llmproxy.v1.CacheStoreReply\x12T\n\nInvalidate\x12#.llmproxy.v1.CacheInvalidateRequest\x1a!.llmproxy.v1.CacheInvalidateReply\x12\x45\n\x05Stats\x12\x1e.llmproxy.v1.CacheStatsRequest\x1a\x1c.llmproxy.v1.CacheStatsReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17llmproxy/v1/cache.proto\x12\x0bllmproxy.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18llmproxy/v1/common.proto\x1a\x18llmproxy/v1/events.proto\"\xae\x01\n\rCacheScopeKey\x12!\n\x05scope\x18\x01 \x01(\x0b\x32\x12.llmproxy.v1.Scope\x12\x13\n\x0bmodel_class\x18\x02 \x01(\t\x12\x15\n\rsystem_prompt\x18\x03 \x01(\t\x12\x1b\n\x13\x63ontext_fingerprint\x18\x04 \x01(\t\x12\x31\n\ngeneration\x18\x05 \x01(\x0b\x32\x1d.llmproxy.v1.GenerationParams\"w\n\x12\x43\x61\x63heLookupRequest\x12\'\n\x03key\x18\x01 \x01(\x0b\x32\x1a.llmproxy.v1.CacheScopeKey\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12(\n\x06policy\x18\x03 \x01(\x0b\x32\x18.llmproxy.v1.CachePolicy\"\xb5\x01\n\x10\x43\x61\x63heLookupReply\x12(\n\x06report\x18\x01 \x01(\x0b\x32\x18.llmproxy.v1.CacheReport\x12\x0e\n\x06\x61nswer\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12&\n\x05usage\x18\x04 \x01(\x0b\x32\x17.llmproxy.v1.TokenUsage\x12\x1d\n\x15original_cost_nanousd\x18\x05 \x01(\x03\x12\x11\n\tcache_key\x18\x06 \x01(\t\"\xa6\x02\n\x11\x43\x61\x63heStoreRequest\x12\'\n\x03key\x18\x01 \x01(\x0b\x32\x1a.llmproxy.v1.CacheScopeKey\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12&\n\x05usage\x18\x05 \x01(\x0b\x32\x17.llmproxy.v1.TokenUsage\x12\x14\n\x0c\x63ost_nanousd\x18\x06 \x01(\x03\x12(\n\x06policy\x18\x07 \x01(\x0b\x32\x18.llmproxy.v1.CachePolicy\x12\x12\n\nrequest_id\x18\x08 \x01(\t\x12&\n\x03ttl\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\rfinish_reason\x18\n \x01(\t\"C\n\x0f\x43\x61\x63heStoreReply\x12\x0e\n\x06stored\x18\x01 \x01(\x08\x12\x10\n\x08\x65ntry_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x85\x01\n\x16\x43\x61\x63heInvalidateRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\x08\x65ntry_id\x18\x02 \x01(\tH\x00\x12\r\n\x03key\x18\x03 \x01(\tH\x00\x12\x19\n\x0f\x63onversation_id\x18\x04 \x01(\tH\x00\x12\x10\n\x06\x61pp_id\x18\x05 \x01(\tH\x00\x42\x08\n\x06target\"\'\n\x14\x43\x61\x63heInvalidateReply\x12\x0f\n\x07removed\x18\x01 \x01(\x05\"&\n\x11\x43\x61\x63heStatsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\x86\x01\n\x0f\x43\x61\x63heStatsReply\x12\x0f\n\x07\x65ntries\x18\x01 \x01(\x03\x12\x12\n\nexact_hits\x18\x02 \x01(\x03\x12\x15\n\rsemantic_hits\x18\x03 \x01(\x03\x12\x0e\n\x06misses\x18\x04 \x01(\x03\x12\x11\n\tevictions\x18\x05 \x01(\x03\x12\x14\n\x0cmemory_bytes\x18\x06 \x01(\x03\"\x97\x03\n\x10\x43\x61\x63heEntryRecord\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x03 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x04 \x01(\t\x12\r\n\x05scope\x18\x05 \x01(\t\x12\x0b\n\x03key\x18\x06 \x01(\t\x12\x0e\n\x06prompt\x18\x07 \x01(\t\x12\x0c\n\x04tail\x18\x08 \x01(\t\x12\x0e\n\x06\x61nswer\x18\t \x01(\t\x12\r\n\x05model\x18\n \x01(\t\x12&\n\x05usage\x18\x0b \x01(\x0b\x32\x17.llmproxy.v1.TokenUsage\x12\x14\n\x0c\x63ost_nanousd\x18\x0c \x01(\x03\x12\x12\n\nrequest_id\x18\r \x01(\t\x12.\n\ncreated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tembedding\x18\x10 \x01(\x0c\x12\x17\n\x0f\x65mbedding_model\x18\x11 \x01(\t\"a\n\x0b\x43\x61\x63heStored\x12$\n\x04meta\x18\x01 \x01(\x0b\x32\x16.llmproxy.v1.EventMeta\x12,\n\x05\x65ntry\x18\x02 \x01(\x0b\x32\x1d.llmproxy.v1.CacheEntryRecord2\xb5\x02\n\x05\x43\x61\x63he\x12H\n\x06Lookup\x12\x1f.llmproxy.v1.CacheLookupRequest\x1a\x1d.llmproxy.v1.CacheLookupReply\x12\x45\n\x05Store\x12\x1e.llmproxy.v1.CacheStoreRequest\x1a\x1c.llmproxy.v1.CacheStoreReply\x12T\n\nInvalidate\x12#.llmproxy.v1.CacheInvalidateRequest\x1a!.llmproxy.v1.CacheInvalidateReply\x12\x45\n\x05Stats\x12\x1e.llmproxy.v1.CacheStatsRequest\x1a\x1c.llmproxy.v1.CacheStatsReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'llmproxy.v1.cache_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CACHESCOPEKEY']._serialized_start=99
-  _globals['_CACHESCOPEKEY']._serialized_end=273
-  _globals['_CACHELOOKUPREQUEST']._serialized_start=275
-  _globals['_CACHELOOKUPREQUEST']._serialized_end=394
-  _globals['_CACHELOOKUPREPLY']._serialized_start=397
-  _globals['_CACHELOOKUPREPLY']._serialized_end=559
-  _globals['_CACHESTOREREQUEST']._serialized_start=562
-  _globals['_CACHESTOREREQUEST']._serialized_end=833
-  _globals['_CACHESTOREREPLY']._serialized_start=835
-  _globals['_CACHESTOREREPLY']._serialized_end=902
-  _globals['_CACHEINVALIDATEREQUEST']._serialized_start=905
-  _globals['_CACHEINVALIDATEREQUEST']._serialized_end=1038
-  _globals['_CACHEINVALIDATEREPLY']._serialized_start=1040
-  _globals['_CACHEINVALIDATEREPLY']._serialized_end=1079
-  _globals['_CACHESTATSREQUEST']._serialized_start=1081
-  _globals['_CACHESTATSREQUEST']._serialized_end=1119
-  _globals['_CACHESTATSREPLY']._serialized_start=1122
-  _globals['_CACHESTATSREPLY']._serialized_end=1256
-  _globals['_CACHE']._serialized_start=1259
-  _globals['_CACHE']._serialized_end=1568
+  _globals['_CACHESCOPEKEY']._serialized_start=158
+  _globals['_CACHESCOPEKEY']._serialized_end=332
+  _globals['_CACHELOOKUPREQUEST']._serialized_start=334
+  _globals['_CACHELOOKUPREQUEST']._serialized_end=453
+  _globals['_CACHELOOKUPREPLY']._serialized_start=456
+  _globals['_CACHELOOKUPREPLY']._serialized_end=637
+  _globals['_CACHESTOREREQUEST']._serialized_start=640
+  _globals['_CACHESTOREREQUEST']._serialized_end=934
+  _globals['_CACHESTOREREPLY']._serialized_start=936
+  _globals['_CACHESTOREREPLY']._serialized_end=1003
+  _globals['_CACHEINVALIDATEREQUEST']._serialized_start=1006
+  _globals['_CACHEINVALIDATEREQUEST']._serialized_end=1139
+  _globals['_CACHEINVALIDATEREPLY']._serialized_start=1141
+  _globals['_CACHEINVALIDATEREPLY']._serialized_end=1180
+  _globals['_CACHESTATSREQUEST']._serialized_start=1182
+  _globals['_CACHESTATSREQUEST']._serialized_end=1220
+  _globals['_CACHESTATSREPLY']._serialized_start=1223
+  _globals['_CACHESTATSREPLY']._serialized_end=1357
+  _globals['_CACHEENTRYRECORD']._serialized_start=1360
+  _globals['_CACHEENTRYRECORD']._serialized_end=1767
+  _globals['_CACHESTORED']._serialized_start=1769
+  _globals['_CACHESTORED']._serialized_end=1866
+  _globals['_CACHE']._serialized_start=1869
+  _globals['_CACHE']._serialized_end=2178
 # @@protoc_insertion_point(module_scope)

@@ -193,20 +193,22 @@ class CacheReport(_message.Message):
     def __init__(self, outcome: _Optional[_Union[CacheOutcome, str]] = ..., similarity: _Optional[float] = ..., age: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., matched_prompt: _Optional[str] = ..., entry_id: _Optional[str] = ...) -> None: ...
 
 class ContextReport(_message.Message):
-    __slots__ = ("strategy", "tokens_sent", "tokens_full_history", "turns_sent", "turns_total", "truncated")
+    __slots__ = ("strategy", "tokens_sent", "tokens_full_history", "turns_sent", "turns_total", "truncated", "turns_summarized")
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     TOKENS_SENT_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FULL_HISTORY_FIELD_NUMBER: _ClassVar[int]
     TURNS_SENT_FIELD_NUMBER: _ClassVar[int]
     TURNS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    TURNS_SUMMARIZED_FIELD_NUMBER: _ClassVar[int]
     strategy: ContextStrategy
     tokens_sent: int
     tokens_full_history: int
     turns_sent: int
     turns_total: int
     truncated: bool
-    def __init__(self, strategy: _Optional[_Union[ContextStrategy, str]] = ..., tokens_sent: _Optional[int] = ..., tokens_full_history: _Optional[int] = ..., turns_sent: _Optional[int] = ..., turns_total: _Optional[int] = ..., truncated: _Optional[bool] = ...) -> None: ...
+    turns_summarized: int
+    def __init__(self, strategy: _Optional[_Union[ContextStrategy, str]] = ..., tokens_sent: _Optional[int] = ..., tokens_full_history: _Optional[int] = ..., turns_sent: _Optional[int] = ..., turns_total: _Optional[int] = ..., truncated: _Optional[bool] = ..., turns_summarized: _Optional[int] = ...) -> None: ...
 
 class Eta(_message.Message):
     __slots__ = ("accepted_at", "predicted_start", "predicted_completion", "actual_completion", "queued")

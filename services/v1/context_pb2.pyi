@@ -77,18 +77,20 @@ class AppendTurnsReply(_message.Message):
     def __init__(self, turns_total: _Optional[int] = ...) -> None: ...
 
 class Conversation(_message.Message):
-    __slots__ = ("scope", "turns", "summary", "created_at", "reset_at")
+    __slots__ = ("scope", "turns", "summary", "created_at", "reset_at", "summary_upto_seq")
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     TURNS_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     RESET_AT_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_UPTO_SEQ_FIELD_NUMBER: _ClassVar[int]
     scope: _common_pb2.Scope
     turns: _containers.RepeatedCompositeFieldContainer[Turn]
     summary: str
     created_at: _timestamp_pb2.Timestamp
     reset_at: _timestamp_pb2.Timestamp
-    def __init__(self, scope: _Optional[_Union[_common_pb2.Scope, _Mapping]] = ..., turns: _Optional[_Iterable[_Union[Turn, _Mapping]]] = ..., summary: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reset_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    summary_upto_seq: int
+    def __init__(self, scope: _Optional[_Union[_common_pb2.Scope, _Mapping]] = ..., turns: _Optional[_Iterable[_Union[Turn, _Mapping]]] = ..., summary: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reset_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., summary_upto_seq: _Optional[int] = ...) -> None: ...
 
 class DeleteConversationReply(_message.Message):
     __slots__ = ("turns_deleted",)

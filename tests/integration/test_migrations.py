@@ -48,7 +48,20 @@ from tests.support.databases import (
     sqlite_url,
 )
 
-APP_TABLES = {"processed_events", "usage_records", "conversations", "turns"}
+APP_TABLES = {
+    "processed_events",
+    "usage_records",
+    "conversations",
+    "turns",
+    # gateway (0002)
+    "tenants",
+    "apps",
+    "api_keys",
+    "usage_limits",
+    "limit_counters",
+    # cache (0003)
+    "cache_entries",
+}
 T0 = datetime(2025, 11, 22, 12, 0, tzinfo=UTC)
 
 
@@ -77,7 +90,7 @@ async def test_upgrade_creates_every_table_and_downgrade_removes_them(blank_db_u
 
     await upgrade(blank_db_url)
     assert await table_names(blank_db_url) == APP_TABLES | {"alembic_version"}
-    assert await current_revision(blank_db_url) == head_revision() == "0001"
+    assert await current_revision(blank_db_url) == head_revision() == "0003"
 
     await downgrade(blank_db_url)
     assert await table_names(blank_db_url) <= {"alembic_version"}

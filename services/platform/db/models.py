@@ -28,7 +28,19 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from llmproxy.platform.db.types import UtcDateTime
 
-__all__ = ["Base", "Conversation", "ProcessedEvent", "Turn", "UsageRecord"]
+__all__ = [
+    "ApiKey",
+    "Application",
+    "Base",
+    "CacheEntry",
+    "Conversation",
+    "LimitCounter",
+    "ProcessedEvent",
+    "Tenant",
+    "Turn",
+    "UsageLimit",
+    "UsageRecord",
+]
 
 #: deterministic constraint names, so a later migration can drop or alter a constraint by
 #: name on both backends (SQLite and PostgreSQL would otherwise invent different ones)
@@ -154,3 +166,146 @@ class Turn(Base):
     created_at: Mapped[datetime]
     #: float32 vector bytes, for the context service's ``relevant`` strategy
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+# =======================================================================================
+# Gateway: tenants, apps, API keys, usage limits and their counters (migration 0002).
+# Owned by the gateway; the admin CLI writes them, the gateway reads keys and limits and
+# reserves against the counters.
+# =======================================================================================
+
+
+class Tenant(Base):
+    """A customer of LLMProxy; every key, app, limit and usage row belongs to one."""
+
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    name: Mapped[str] = mapped_column(String, unique=True)
+    #: savings are measured against this model (the catalog's reference when NULL)
+    reference_model: Mapped[str | None] = mapped_column(String)
+    created_at: Mapped[datetime]
+
+
+class Application(Base):
+    """An application of a tenant; keys are issued to an app."""
+
+    __tablename__ = "apps"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(
+        String, ForeignKey("tenants.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String)
+    created_at: Mapped[datetime]
+
+
+class ApiKey(Base):
+    """An API key: only its hash is stored; the plaintext is shown once, at creation."""
+
+    __tablename__ = "api_keys"
+
+    #: the public part of the key (``llp_<id>_<secret>``), used to find the row
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(
+        String, ForeignKey("tenants.id", ondelete="CASCADE"), index=True
+    )
+    app_id: Mapped[str] = mapped_column(String, ForeignKey("apps.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String)
+    #: hex SHA-256 of the secret part (see ``llmproxy.gateway.keys``)
+    secret_hash: Mapped[str] = mapped_column(String)
+    #: space-separated scopes, e.g. "chat usage"
+    scopes: Mapped[str] = mapped_column(String)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class UsageLimit(Base):
+    """A budget or rate limit: at most ``amount`` of ``metric`` per ``window``.
+
+    It applies to the tenant, or narrower to one app, one key, or end users (``user_id``:
+    one user, or ``*`` for each user separately).
+    """
+
+    __tablename__ = "usage_limits"
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(
+        String, ForeignKey("tenants.id", ondelete="CASCADE"), index=True
+    )
+    app_id: Mapped[str | None] = mapped_column(String)
+    key_id: Mapped[str | None] = mapped_column(String)
+    user_id: Mapped[str | None] = mapped_column(String)
+    #: "cost_nanousd" | "requests" | "tokens"
+    metric: Mapped[str] = mapped_column(String)
+    #: "minute" | "hour" | "day" | "month"
+    window: Mapped[str] = mapped_column(String)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]
+
+
+class LimitCounter(Base):
+    """What one limit has used and holds reserved in one window (per end user if per-user).
+
+    Reservations are conditional updates of this row, so concurrent gateways never admit
+    more than the limit between them.
+    """
+
+    __tablename__ = "limit_counters"
+
+    limit_id: Mapped[str] = mapped_column(
+        String, ForeignKey("usage_limits.id", ondelete="CASCADE"), primary_key=True
+    )
+    #: the end user for per-user limits, else ""
+    subject: Mapped[str] = mapped_column(String, primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(primary_key=True)
+    used: Mapped[int] = mapped_column(BigInteger)
+    reserved: Mapped[int] = mapped_column(BigInteger)
+
+
+# =======================================================================================
+# Cache: persisted response-cache entries (migration 0003). Owned by the cache service;
+# every replica loads them at start and keeps its in-memory index in sync by events.
+# =======================================================================================
+
+
+class CacheEntry(Base):
+    """One cached answer, scoped by tenant, app, model class, system prompt and context.
+
+    ``scope`` and ``key`` are SHA-256 digests (see ``llmproxy.cache.keys``); ``key`` is
+    unique, so two answers to one question are never both kept (the first one wins).
+    """
+
+    __tablename__ = "cache_entries"
+    __table_args__ = (
+        UniqueConstraint("key"),
+        # invalidation by app or by conversation always names the tenant too
+        Index(None, "tenant_id", "app_id"),
+        Index(None, "tenant_id", "conversation_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String)
+    app_id: Mapped[str] = mapped_column(String)
+    conversation_id: Mapped[str | None] = mapped_column(String)
+    scope: Mapped[str] = mapped_column(String)
+    key: Mapped[str] = mapped_column(String)
+    #: the head of the prompt as the caller wrote it (what the guard and the reply see)
+    prompt: Mapped[str] = mapped_column(Text)
+    #: digest of the normalised prompt beyond the embedded head ("" when there is none)
+    tail: Mapped[str] = mapped_column(String)
+    answer: Mapped[str] = mapped_column(Text)
+    model: Mapped[str] = mapped_column(String)
+    input_tokens: Mapped[int] = mapped_column(Integer)
+    cached_input_tokens: Mapped[int] = mapped_column(Integer)
+    output_tokens: Mapped[int] = mapped_column(Integer)
+    cost_nanousd: Mapped[int] = mapped_column(BigInteger)
+    #: the request whose answer this is (``llm.feedback`` names requests)
+    request_id: Mapped[str] = mapped_column(String, index=True)
+    #: float32 vector bytes of the prompt's head; NULL when stored without one
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: the embedding model's id: vectors of another model are not comparable
+    embedding_model: Mapped[str | None] = mapped_column(String)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
