@@ -10,7 +10,9 @@ reached a provider lands in the ledger exactly once, answered or failed.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -41,6 +43,7 @@ from llmproxy.gateway.providers.port import ChatMessage, ChatRequest, ChatResult
 from llmproxy.gateway.replies import (
     Prepared,
     actual_amounts,
+    cached_reply,
     choice_message,
     completed_event,
     eta_for,
@@ -59,9 +62,9 @@ from llmproxy.platform.errors import (
 )
 from llmproxy.platform.events import publish_event
 from llmproxy.platform.tokens import count_tokens
-from llmproxy.v1 import common_pb2, context_pb2, events_pb2, gateway_pb2
+from llmproxy.v1 import cache_pb2, common_pb2, context_pb2, events_pb2, gateway_pb2
 
-__all__ = ["AskFlow", "Caller", "ContextPort", "RetryPolicy"]
+__all__ = ["AskFlow", "CachePort", "Caller", "ContextPort", "RetryPolicy"]
 
 log = structlog.get_logger(__name__)
 
@@ -72,6 +75,7 @@ PUBLISH_FAILURES = Counter(
 )
 RETRIES = Counter("llmproxy_provider_retries_total", "Provider calls retried", ["model"])
 FALLBACKS = Counter("llmproxy_provider_fallbacks_total", "Requests that fell back", ["from_model"])
+CACHE_HITS = Counter("llmproxy_cache_hits_total", "Requests answered from the cache", ["kind"])
 
 _ROLE_NAMES = {
     common_pb2.ROLE_SYSTEM: "system",
@@ -81,6 +85,26 @@ _ROLE_NAMES = {
 }
 #: recent requests kept for Feedback (tenant check, escalation), per replica
 _RECENT = 10_000
+
+
+class CachePort(Protocol):
+    """The cache service as the request path needs it."""
+
+    async def lookup(self, request: cache_pb2.CacheLookupRequest) -> cache_pb2.CacheLookupReply: ...
+
+
+_HITS = (common_pb2.CACHE_OUTCOME_EXACT_HIT, common_pb2.CACHE_OUTCOME_SEMANTIC_HIT)
+
+
+def _fingerprint(messages: list[common_pb2.Message]) -> str:
+    """Hash of the messages before the new prompt (same scheme as the context service)."""
+    digest = hashlib.sha256()
+    for message in messages:
+        digest.update(_ROLE_NAMES.get(message.role, "user").encode())
+        digest.update(b"\x00")
+        digest.update(message.content.encode())
+        digest.update(b"\x01")
+    return digest.hexdigest()
 
 
 class ContextPort(Protocol):
@@ -119,6 +143,7 @@ class AskFlow:
         source: str = "gateway",
         provider_timeout_s: float = 60.0,
         limits: LimitGuard | None = None,
+        cache: CachePort | None = None,
         retry: RetryPolicy = RetryPolicy(),
         default_output_cap: int = 1024,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -131,6 +156,7 @@ class AskFlow:
         self._source = source
         self._timeout = provider_timeout_s
         self._limits = limits
+        self._cache = cache
         self._retry = retry
         self._output_cap = default_output_cap
         self._sleep = sleep
@@ -176,6 +202,8 @@ class AskFlow:
                 turns_sent=len(messages),
                 turns_total=len(messages),
             )
+            # System messages included: two apps' instructions never share entries.
+            fingerprint = _fingerprint(list(request.messages[:-1]))
         else:
             built = await self._context.build(
                 context_pb2.BuildContextRequest(
@@ -189,6 +217,7 @@ class AskFlow:
             )
             scope.conversation_id = built.conversation_id
             messages, context = list(built.messages), built.report
+            fingerprint = built.context_fingerprint
         input_tokens = sum(count_tokens(m.content) + TOKENS_PER_MESSAGE for m in messages)
         if request.messages:
             context.tokens_sent = context.tokens_full_history = input_tokens
@@ -228,7 +257,53 @@ class AskFlow:
             chain=fallback_chain(
                 self._catalog, choice, pinned=bool(prefs.pinned_model), allowed=allowed
             ),
+            context_fingerprint=fingerprint,
         )
+
+    async def _lookup(self, prepared: Prepared) -> cache_pb2.CacheLookupReply | None:
+        """A cache hit for ``prepared``, or None (and the key to store its answer under).
+
+        The cache saves money; it must never cost an answer: an unreachable or failing
+        cache is a miss. Only a request the cache calls invalid is refused.
+        """
+        request = prepared.request
+        if self._cache is None or request.cache.mode == common_pb2.CACHE_MODE_OFF:
+            return None
+        prompt = request.prompt or (request.messages[-1].content if request.messages else "")
+        if request.messages and request.messages[-1].role != common_pb2.ROLE_USER:
+            return None  # not a question: nothing to look up
+        lookup = cache_pb2.CacheLookupRequest(
+            key=cache_pb2.CacheScopeKey(
+                scope=prepared.scope,
+                model_class=prepared.choice.model.name,
+                system_prompt=request.system_prompt,
+                context_fingerprint=prepared.context_fingerprint,
+                generation=request.generation,
+            ),
+            prompt=prompt,
+            policy=request.cache,
+        )
+        try:
+            found = await self._cache.lookup(lookup)
+        except InvalidArgumentError:
+            raise
+        except LLMProxyError as exc:
+            log.warning("cache lookup failed; answering without it", error=exc.message)
+            return None
+        prepared.cache = found.report
+        if found.report.outcome in _HITS:
+            return found
+        prepared.cache_key = found.cache_key
+        return None
+
+    def _answer_from_cache(
+        self, prepared: Prepared, hit: cache_pb2.CacheLookupReply, started: float
+    ) -> gateway_pb2.AskReply:
+        reply = cached_reply(self._catalog, prepared, hit, time.perf_counter() - started)
+        CACHE_HITS.labels(common_pb2.CacheOutcome.Name(hit.report.outcome)).inc()
+        self._publish(completed_event(prepared, reply, self._source))
+        self._remember(prepared, reply.choice.model)
+        return reply
 
     async def _reserve(self, prepared: Prepared) -> Reservation | None:
         if self._limits is None:
@@ -240,7 +315,11 @@ class AskFlow:
 
     async def ask(self, request: gateway_pb2.AskRequest, caller: Caller) -> gateway_pb2.AskReply:
         """Answer one request (raises LLMProxyError subclasses the boundaries map)."""
+        started = time.perf_counter()
         prepared = await self._prepare(request, caller)
+        hit = await self._lookup(prepared)
+        if hit is not None:
+            return self._answer_from_cache(prepared, hit, started)
         reservation = await self._reserve(prepared)
         try:
             result = await self._complete(prepared)
@@ -257,7 +336,22 @@ class AskFlow:
         self, request: gateway_pb2.AskRequest, caller: Caller
     ) -> AsyncIterator[gateway_pb2.AskChunk]:
         """The accepted choice, then text deltas, then the full reply."""
+        started = time.perf_counter()
         prepared = await self._prepare(request, caller)
+        hit = await self._lookup(prepared)
+        if hit is not None:
+            reply = self._answer_from_cache(prepared, hit, started)
+            yield gateway_pb2.AskChunk(
+                accepted=gateway_pb2.AskAccepted(
+                    request_id=prepared.request_id,
+                    choice=reply.choice,
+                    eta=reply.eta,
+                    cache=reply.cache,
+                )
+            )
+            yield gateway_pb2.AskChunk(delta=reply.answer)
+            yield gateway_pb2.AskChunk(final=reply)
+            return
         reservation = await self._reserve(prepared)
         parts: list[str] = []
         finished = False
@@ -267,7 +361,7 @@ class AskFlow:
                     request_id=prepared.request_id,
                     choice=choice_message(prepared.choice),
                     eta=eta_for(prepared),
-                    cache=common_pb2.CacheReport(outcome=common_pb2.CACHE_OUTCOME_BYPASSED),
+                    cache=prepared.cache,
                 )
             )
             result: ChatResult | None = None

@@ -11,10 +11,11 @@ from llmproxy.gateway.core import Choice, QuoteLine, price_answer
 from llmproxy.gateway.limits import Amounts
 from llmproxy.gateway.providers.port import ChatRequest, ChatResult
 from llmproxy.platform.events import new_event_meta
-from llmproxy.v1 import common_pb2, events_pb2, gateway_pb2
+from llmproxy.v1 import cache_pb2, common_pb2, events_pb2, gateway_pb2
 
 __all__ = [
     "Prepared",
+    "cached_reply",
     "choice_message",
     "completed_event",
     "failure_event",
@@ -45,6 +46,13 @@ class Prepared:
     #: set when a fallback answered instead of the chosen model
     fallback_reason: str = ""
     answered_by: ModelSpec | None = field(default=None)
+    #: hash of what was sent before the new prompt (scopes cache entries to a context)
+    context_fingerprint: str = ""
+    #: the cache's outcome for this request, and the key its answer is stored under
+    cache: common_pb2.CacheReport = field(
+        default_factory=lambda: common_pb2.CacheReport(outcome=common_pb2.CACHE_OUTCOME_BYPASSED)
+    )
+    cache_key: str = ""
 
 
 def choice_message(
@@ -96,13 +104,53 @@ def reply_for(catalog: Catalog, prepared: Prepared, result: ChatResult) -> gatew
             saved_nanousd=pricing.saved_nanousd,
             reference_model=pricing.reference_model,
         ),
-        cache=common_pb2.CacheReport(outcome=common_pb2.CACHE_OUTCOME_BYPASSED),
+        cache=prepared.cache,
         context=prepared.context,
         conversation_id=prepared.scope.conversation_id,
     )
     reply.latency.FromNanoseconds(int(result.latency_s * 1e9))
     reply.time_to_first_token.FromNanoseconds(int(result.time_to_first_token_s * 1e9))
     reply.eta.CopyFrom(eta_for(prepared))
+    reply.eta.actual_completion.FromDatetime(datetime.now(UTC))
+    return reply
+
+
+def cached_reply(
+    catalog: Catalog, prepared: Prepared, hit: cache_pb2.CacheLookupReply, latency_s: float
+) -> gateway_pb2.AskReply:
+    """The reply for a cache hit: the stored answer, free, the whole reference price saved."""
+    pricing = price_answer(
+        catalog,
+        prepared.choice.model,
+        input_tokens=hit.usage.input_tokens,
+        output_tokens=hit.usage.output_tokens,
+        charged=False,
+        reference_model=prepared.caller.reference_model,
+    )
+    choice = choice_message(prepared.choice, reason="answered from the cache")
+    choice.policy = "cache"
+    if hit.model:
+        choice.model = hit.model
+    reply = gateway_pb2.AskReply(
+        request_id=prepared.request_id,
+        answer=hit.answer,
+        finish_reason="stop",
+        choice=choice,
+        usage=hit.usage,
+        cost=common_pb2.Cost(
+            cost_nanousd=0,
+            reference_cost_nanousd=pricing.reference_cost_nanousd,
+            saved_nanousd=pricing.saved_nanousd,
+            reference_model=pricing.reference_model,
+        ),
+        cache=hit.report,
+        context=prepared.context,
+        conversation_id=prepared.scope.conversation_id,
+    )
+    reply.latency.FromNanoseconds(int(latency_s * 1e9))
+    reply.time_to_first_token.CopyFrom(reply.latency)
+    reply.eta.accepted_at.FromDatetime(prepared.accepted_at)
+    reply.eta.predicted_completion.FromDatetime(prepared.accepted_at)
     reply.eta.actual_completion.FromDatetime(datetime.now(UTC))
     return reply
 
@@ -133,6 +181,7 @@ def _base_event(prepared: Prepared, source: str) -> events_pb2.LlmCompleted:
         system_prompt=request.system_prompt,
     )
     event.prompt.extend(prepared.messages)
+    event.cache_key = prepared.cache_key
     return event
 
 

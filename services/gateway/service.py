@@ -12,6 +12,7 @@ from pydantic import Field
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from llmproxy.cache.client import GrpcCacheClient
 from llmproxy.gateway.access import Authenticator, Caller
 from llmproxy.gateway.ask import AskFlow, RetryPolicy
 from llmproxy.gateway.catalog import Catalog, load_catalog
@@ -47,6 +48,15 @@ class Settings(ServiceSettings):
     )
     context_addr: str = Field(
         "127.0.0.1:50052", pattern=r"^[^\s:]+:\d+$", description="context service host:port"
+    )
+    cache_addr: str | None = Field(
+        None,
+        pattern=r"^[^\s:]+:\d+$",
+        description="cache service host:port; unset: no response cache",
+    )
+    cache_timeout: Duration = Field(
+        timedelta(milliseconds=500),
+        description="longest wait for a cache lookup (a slow cache is a miss)",
     )
     catalog_file: str | None = Field(None, description="path of a catalog JSON file")
     local_model_url: str = Field(
@@ -128,10 +138,16 @@ class App:
         sessions = session_factory(engine)
         channel = grpc.aio.insecure_channel(settings.context_addr)
         opened.push_async_callback(channel.close)
+        cache = None
+        if settings.cache_addr:
+            cache_channel = grpc.aio.insecure_channel(settings.cache_addr)
+            opened.push_async_callback(cache_channel.close)
+            cache = GrpcCacheClient(cache_channel, timeout_s=settings.cache_timeout.total_seconds())
         flow = AskFlow(
             catalog=catalog,
             providers=providers,
             context=GrpcContextClient(channel),
+            cache=cache,
             bus=bus,
             provider_timeout_s=settings.provider_timeout.total_seconds(),
             limits=LimitGuard(

@@ -12,9 +12,9 @@ from llmproxy.gateway.providers.fake import FakeProvider
 from llmproxy.platform.bus.memory import InMemoryBus
 from llmproxy.platform.bus.port import Envelope
 from llmproxy.platform.bus.subjects import LLM_COMPLETED
-from llmproxy.platform.errors import ProviderError
+from llmproxy.platform.errors import ProviderError, UnavailableError
 from llmproxy.platform.events import decode_event
-from llmproxy.v1 import common_pb2, context_pb2, events_pb2, gateway_pb2
+from llmproxy.v1 import cache_pb2, common_pb2, context_pb2, events_pb2, gateway_pb2
 
 LOCAL = "smollm2-135m-instruct"
 
@@ -44,8 +44,37 @@ class FakeContext:
         )
 
 
+class FakeCache:
+    """Hits for prompts it knows; otherwise a miss carrying a key; or fails when told to."""
+
+    def __init__(self, known: dict[str, str] | None = None, fail: bool = False) -> None:
+        self.known = known or {}
+        self.fail = fail
+        self.lookups: list[cache_pb2.CacheLookupRequest] = []
+
+    async def lookup(self, request: cache_pb2.CacheLookupRequest) -> cache_pb2.CacheLookupReply:
+        self.lookups.append(request)
+        if self.fail:
+            raise UnavailableError("cache service is unavailable: connection refused")
+        if request.prompt in self.known:
+            return cache_pb2.CacheLookupReply(
+                report=common_pb2.CacheReport(
+                    outcome=common_pb2.CACHE_OUTCOME_SEMANTIC_HIT,
+                    similarity=0.97,
+                    matched_prompt=request.prompt,
+                ),
+                answer=self.known[request.prompt],
+                model=LOCAL,
+                usage=common_pb2.TokenUsage(input_tokens=10, output_tokens=5),
+            )
+        return cache_pb2.CacheLookupReply(
+            report=common_pb2.CacheReport(outcome=common_pb2.CACHE_OUTCOME_MISS),
+            cache_key="key-123",
+        )
+
+
 async def _flow(
-    provider: FakeProvider,
+    provider: FakeProvider, cache: FakeCache | None = None
 ) -> tuple[AskFlow, InMemoryBus, FakeContext, list[events_pb2.LlmCompleted]]:
     bus, context = InMemoryBus(), FakeContext()
     seen: list[events_pb2.LlmCompleted] = []
@@ -55,7 +84,9 @@ async def _flow(
 
     await bus.subscribe(LLM_COMPLETED, record, consumer="test")
     catalog = load_catalog(None, environ={})
-    flow = AskFlow(catalog=catalog, providers={LOCAL: provider}, context=context, bus=bus)
+    flow = AskFlow(
+        catalog=catalog, providers={LOCAL: provider}, context=context, bus=bus, cache=cache
+    )
     return flow, bus, context, seen
 
 
@@ -127,4 +158,64 @@ async def test_streaming_yields_the_choice_first_then_text_then_the_full_reply()
     assert chunks[-1].final.answer == "one two three"
     await _settle(flow, seen, 1)
     assert seen[0].answer == "one two three"
+    await bus.close()
+
+
+async def test_a_cache_hit_answers_for_free_without_calling_the_provider() -> None:
+    provider = FakeProvider(LOCAL, answer="from the model")
+    cache = FakeCache({"capital of France?": "Paris (cached)."})
+    flow, bus, context, seen = await _flow(provider, cache)
+    reply = await flow.ask(gateway_pb2.AskRequest(prompt="capital of France?"), Caller("acme", "a"))
+    assert reply.answer == "Paris (cached)." and not provider.requests
+    assert reply.cache.outcome == common_pb2.CACHE_OUTCOME_SEMANTIC_HIT
+    assert reply.cost.cost_nanousd == 0 and reply.cost.saved_nanousd > 0
+    assert reply.choice.policy == "cache"
+    # looked up in the caller's scope and the conversation's context
+    (lookup,) = cache.lookups
+    assert lookup.key.scope.tenant_id == "acme" and lookup.key.model_class == LOCAL
+    await _settle(flow, seen, 1)
+    assert seen[0].cache.outcome == common_pb2.CACHE_OUTCOME_SEMANTIC_HIT
+    assert seen[0].user_prompt == "capital of France?" and not seen[0].cache_key
+    await bus.close()
+
+
+async def test_a_miss_calls_the_model_and_hands_the_cache_its_key_in_the_event() -> None:
+    provider = FakeProvider(LOCAL, answer="from the model")
+    flow, bus, _, seen = await _flow(provider, FakeCache())
+    reply = await flow.ask(gateway_pb2.AskRequest(prompt="new question"), Caller("acme", "a"))
+    assert reply.answer == "from the model"
+    assert reply.cache.outcome == common_pb2.CACHE_OUTCOME_MISS
+    await _settle(flow, seen, 1)
+    assert seen[0].cache_key == "key-123"
+    await bus.close()
+
+
+async def test_an_unavailable_cache_is_a_miss_never_a_failed_request() -> None:
+    provider = FakeProvider(LOCAL, answer="from the model")
+    flow, bus, _, _ = await _flow(provider, FakeCache(fail=True))
+    reply = await flow.ask(gateway_pb2.AskRequest(prompt="q"), Caller("acme", "a"))
+    assert reply.answer == "from the model" and len(provider.requests) == 1
+    await bus.close()
+
+
+async def test_cache_off_skips_the_lookup() -> None:
+    cache = FakeCache({"q": "cached"})
+    flow, bus, _, _ = await _flow(FakeProvider(LOCAL), cache)
+    request = gateway_pb2.AskRequest(
+        prompt="q", cache=common_pb2.CachePolicy(mode=common_pb2.CACHE_MODE_OFF)
+    )
+    reply = await flow.ask(request, Caller("acme", "a"))
+    assert not cache.lookups and reply.cache.outcome == common_pb2.CACHE_OUTCOME_BYPASSED
+    await bus.close()
+
+
+async def test_a_streamed_hit_yields_the_cached_answer() -> None:
+    flow, bus, _, _ = await _flow(FakeProvider(LOCAL), FakeCache({"q": "cached answer"}))
+    chunks = [
+        c async for c in flow.ask_stream(gateway_pb2.AskRequest(prompt="q"), Caller("t", "a"))
+    ]
+    kinds = [c.WhichOneof("kind") for c in chunks]
+    assert kinds == ["accepted", "delta", "final"]
+    assert chunks[0].accepted.cache.outcome == common_pb2.CACHE_OUTCOME_SEMANTIC_HIT
+    assert chunks[-1].final.answer == "cached answer"
     await bus.close()
