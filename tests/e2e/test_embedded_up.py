@@ -137,6 +137,26 @@ def test_up_then_ask_answers_with_the_local_model_and_records_usage(stack) -> No
     assert completion.choices[0].message.content
     assert completion.usage is not None and completion.usage.completion_tokens > 0
 
+    # Asked again, the same question is answered from the cache, free. (The cache stores
+    # the first answer from llm.completed, asynchronously: allow it a moment.)
+    again: dict = {}
+    for _ in range(20):
+        repeat = subprocess.run(
+            [str(BIN / "llmproxy"), "ask", "What is the capital of France?", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert repeat.returncode == 0, repeat.stderr
+        again = json.loads(repeat.stdout)
+        if again.get("cache", {}).get("outcome", "").endswith("_HIT"):
+            break
+        time.sleep(0.5)
+    assert again["cache"]["outcome"] == "CACHE_OUTCOME_EXACT_HIT"
+    assert again["answer"] == reply["answer"]
+    assert int(again["cost"].get("costNanousd", 0)) == 0
+
     status = subprocess.run(
         [str(BIN / "llmproxy"), "status"], env=env, capture_output=True, text=True, timeout=30
     )
