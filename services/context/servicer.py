@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
@@ -13,10 +12,10 @@ import numpy as np
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from llmproxy.context.fingerprint import context_fingerprint
 from llmproxy.context.repository import ConversationRepository, NewTurn
 from llmproxy.context.strategies import (
     ContextDefaults,
-    ContextPlan,
     ContextRequest,
     Strategy,
     TurnRecord,
@@ -80,17 +79,6 @@ async def embed_texts(embedder: TextEmbedder, texts: Sequence[str]) -> list[byte
 def _require_tenant(scope: common_pb2.Scope) -> None:
     if not scope.tenant_id:
         raise InvalidArgumentError("scope.tenant_id is required", field="scope.tenant_id")
-
-
-def _fingerprint(plan: ContextPlan) -> str:
-    """Hash of everything sent before the new prompt (scopes cache entries to a context)."""
-    digest = hashlib.sha256()
-    for message in plan.messages[:-1]:
-        digest.update(message.role.encode())
-        digest.update(b"\x00")
-        digest.update(message.content.encode())
-        digest.update(b"\x01")
-    return digest.hexdigest()
 
 
 def _conversation_message(
@@ -210,7 +198,9 @@ class ContextServicer(context_pb2_grpc.ContextServicer):
                 truncated=plan.truncated,
                 turns_summarized=plan.turns_summarized,
             ),
-            context_fingerprint=_fingerprint(plan),
+            context_fingerprint=context_fingerprint(
+                (m.role, m.content) for m in plan.messages[:-1]
+            ),
             conversation_id=conversation_id,
         )
 

@@ -10,7 +10,6 @@ reached a provider lands in the ledger exactly once, answered or failed.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import random
 import time
 import uuid
@@ -23,6 +22,7 @@ from typing import Any, Protocol
 import structlog
 from prometheus_client import Counter
 
+from llmproxy.context.fingerprint import context_fingerprint
 from llmproxy.gateway.access import Caller
 from llmproxy.gateway.catalog import Catalog, ModelSpec
 from llmproxy.gateway.core import (
@@ -94,17 +94,6 @@ class CachePort(Protocol):
 
 
 _HITS = (common_pb2.CACHE_OUTCOME_EXACT_HIT, common_pb2.CACHE_OUTCOME_SEMANTIC_HIT)
-
-
-def _fingerprint(messages: list[common_pb2.Message]) -> str:
-    """Hash of the messages before the new prompt (same scheme as the context service)."""
-    digest = hashlib.sha256()
-    for message in messages:
-        digest.update(_ROLE_NAMES.get(message.role, "user").encode())
-        digest.update(b"\x00")
-        digest.update(message.content.encode())
-        digest.update(b"\x01")
-    return digest.hexdigest()
 
 
 class ContextPort(Protocol):
@@ -203,7 +192,9 @@ class AskFlow:
                 turns_total=len(messages),
             )
             # System messages included: two apps' instructions never share entries.
-            fingerprint = _fingerprint(list(request.messages[:-1]))
+            fingerprint = context_fingerprint(
+                (_ROLE_NAMES.get(m.role, "user"), m.content) for m in request.messages[:-1]
+            )
         else:
             built = await self._context.build(
                 context_pb2.BuildContextRequest(
