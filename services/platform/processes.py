@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["free_port", "guarded", "pid_alive", "spawn", "stop_process", "wait_for_file"]
+__all__ = ["free_port", "guarded", "spawn", "stop_process"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -54,27 +52,3 @@ def stop_process(process: subprocess.Popen[bytes], *, timeout_s: float) -> int |
     except subprocess.TimeoutExpired:
         process.kill()
         return process.wait(5)
-
-
-def wait_for_file(
-    path: Path, *, timeout_s: float, process: subprocess.Popen[bytes] | None = None
-) -> bool:
-    """Poll for ``path`` to exist (a child announcing it is ready); False on timeout or exit."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if path.exists():
-            return True
-        if process is not None and process.poll() is not None:
-            return False
-        time.sleep(0.05)
-    return False
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -77,7 +77,7 @@ def stack(tmp_path: Path) -> Iterator[tuple[Path, dict, subprocess.Popen[str], d
 
 
 def test_up_then_ask_answers_with_the_local_model_and_records_usage(stack) -> None:  # type: ignore[no-untyped-def]
-    home, _info, _process, env = stack
+    home, info, _process, env = stack
     asked = subprocess.run(
         [str(BIN / "llmproxy"), "ask", "What is the capital of France?", "--json"],
         env=env,
@@ -126,7 +126,7 @@ def test_up_then_ask_answers_with_the_local_model_and_records_usage(stack) -> No
     import openai
 
     client = openai.OpenAI(
-        base_url=_info["http"], api_key=(home / "api_key").read_text().strip(), max_retries=0
+        base_url=info["http"], api_key=(home / "api_key").read_text().strip(), max_retries=0
     )
     completion = client.chat.completions.create(
         model="smollm2-135m-instruct",
