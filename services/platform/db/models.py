@@ -309,3 +309,29 @@ class CacheEntry(Base):
     embedding_model: Mapped[str | None] = mapped_column(String)
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+# =======================================================================================
+# Model selection: per-model profiles and versioned router policies (migration 0004).
+# Owned by the profiler (profiles) and the optimizer (router policies).
+# =======================================================================================
+# --- MODEL SELECTION models go here; MODEL SELECTION END ---
+
+
+# =======================================================================================
+# Scheduler: jobs, their predictions and executors (migration 0005). Owned by the scheduler.
+# =======================================================================================
+# --- SCHEDULER models go here; SCHEDULER END ---
+
+
+# =======================================================================================
+# Optimizer: searches, evaluated candidates and Pareto fronts (migration 0006).
+# Owned by the optimizer.
+# =======================================================================================
+# --- OPTIMIZER models go here; OPTIMIZER END ---
+
+
+# =======================================================================================
+# WhatsApp: channel users and processed messages (migration 0007). Owned by whatsapp.
+# =======================================================================================
+# --- WHATSAPP models go here; WHATSAPP END ---
