@@ -81,7 +81,18 @@ class RawHttp:
             self._writer.close()
 
 
-async def _run_point(call_factory, concurrency: int, seconds: float) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+async def _run_point(  # type: ignore[no-untyped-def]
+    call_factory, concurrency: int, seconds: float, pids: dict[str, int] | None = None
+) -> dict[str, Any]:
     latencies: list[float] = []
     errors = 0
     stop_at = 0.0
@@ -104,10 +115,20 @@ async def _run_point(call_factory, concurrency: int, seconds: float) -> dict[str
         if not await warm_call():
             raise SystemExit("warm-up call failed: is the stack healthy?")
     warm_close()
+    pids = pids or {}
+    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     began = time.perf_counter()
     stop_at = began + seconds
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - began
+    # CPU time per request barely depends on what else the machine runs, unlike latency:
+    # it bounds the throughput the stack can reach on its cores.
+    cpu_ms = {
+        f"{name}_cpu_ms_per_req": round(
+            (cpu_seconds(pid) - cpu_before[name]) * 1000 / max(1, len(latencies)), 3
+        )
+        for name, pid in pids.items()
+    }
     latencies.sort()
 
     def pct(p: float) -> float:
@@ -119,6 +140,7 @@ async def _run_point(call_factory, concurrency: int, seconds: float) -> dict[str
         "rps": round(len(latencies) / elapsed, 1),
         "p50_ms": round(pct(0.50), 3),
         "p99_ms": round(pct(0.99), 3),
+        **cpu_ms,
     }
 
 
@@ -255,6 +277,8 @@ class Stack:
             "http_port": http_port,
             "grpc": f"127.0.0.1:{grpc_port}",
             "key": key,
+            "pids": {name: proc.pid for name, proc in self.procs if name != "nats"}
+            | {"nats": self.procs[0][1].pid},
         }
 
     def stop(self) -> None:
@@ -310,7 +334,7 @@ async def measure(info: dict[str, Any], seconds: float, levels: list[int]) -> li
     for concurrency in levels:
         base = await _run_point(direct, concurrency, seconds)
         for path, factory in (("http", http), ("grpc", grpc_path)):
-            point = await _run_point(factory, concurrency, seconds)
+            point = await _run_point(factory, concurrency, seconds, info["pids"])
             rows.append(
                 {
                     "path": path,
@@ -325,7 +349,8 @@ async def measure(info: dict[str, Any], seconds: float, levels: list[int]) -> li
             )
             print(
                 f"  {path:<4} c={concurrency:<4} {rows[-1]['rps']:>8} req/s  "
-                f"added p50 {rows[-1]['added_p50_ms']:>7} ms  p99 {rows[-1]['added_p99_ms']:>7} ms",
+                f"added p50 {rows[-1]['added_p50_ms']:>7} ms  p99 {rows[-1]['added_p99_ms']:>7} ms  "
+                f"gateway CPU {rows[-1].get('gateway_cpu_ms_per_req')} ms/req",
                 flush=True,
             )
     await channel.close()
@@ -352,6 +377,10 @@ def main() -> None:
             stack.stop()
         top: list[str] = []
         if args.profile and (Path(tmp) / "gateway.prof").exists():
+            if os.environ.get("BENCH_KEEP_PROFILE"):
+                Path(os.environ["BENCH_KEEP_PROFILE"]).write_bytes(
+                    (Path(tmp) / "gateway.prof").read_bytes()
+                )
             stats = pstats.Stats(str(Path(tmp) / "gateway.prof"))
             stats.sort_stats("tottime")
             _width, entries = stats.get_print_list([25])  # type: ignore[attr-defined]
@@ -376,12 +405,17 @@ def main() -> None:
         or ROOT / "bench" / "results" / f"gateway_overhead{'_smoke' if args.smoke else ''}.json"
     )
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print("\n| path | clients | req/s | p50 ms | p99 ms | direct p50 | added p50 | added p99 |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "\n| path | clients | req/s | p50 ms | p99 ms | direct p50 | added p50 | added p99 "
+        "| gateway CPU ms/req | stack CPU ms/req |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
+        stack_cpu = sum(v for k, v in r.items() if k.endswith("_cpu_ms_per_req"))
         print(
             f"| {r['path']} | {r['concurrency']} | {r['rps']} | {r['p50_ms']} | {r['p99_ms']} | "
-            f"{r['direct_p50_ms']} | {r['added_p50_ms']} | {r['added_p99_ms']} |"
+            f"{r['direct_p50_ms']} | {r['added_p50_ms']} | {r['added_p99_ms']} | "
+            f"{r.get('gateway_cpu_ms_per_req')} | {round(stack_cpu, 3)} |"
         )
     if top:
         print("\nGateway profile (top self time):\n" + "\n".join(top))

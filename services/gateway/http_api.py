@@ -9,7 +9,6 @@ from the platform's error table; 429s carry ``Retry-After``.
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import socket
 import time
@@ -17,11 +16,13 @@ from collections.abc import AsyncIterator
 from contextlib import contextmanager
 from typing import Any
 
+import orjson
 import structlog
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse as StarletteJSONResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from llmproxy.gateway.access import Authenticator
@@ -52,6 +53,13 @@ log = structlog.get_logger(__name__)
 MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
+class JSONResponse(StarletteJSONResponse):
+    """JSON encoded by orjson (several times faster than the standard library's)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
 def error_response(exc: LLMProxyError) -> JSONResponse:
     """OpenAI's error shape for a domain error."""
     status = int(http_status_for(exc))
@@ -70,8 +78,8 @@ def error_response(exc: LLMProxyError) -> JSONResponse:
 
 
 def _sse(data: dict[str, Any] | str) -> bytes:
-    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
-    return f"data: {payload}\n\n".encode()
+    payload = data.encode() if isinstance(data, str) else orjson.dumps(data)
+    return b"data: " + payload + b"\n\n"
 
 
 def build_app(flow: AskFlow, auth: Authenticator) -> Starlette:
