@@ -4,14 +4,16 @@ The decisions (which limits, does it fit, what the rejection says) are in ``limi
 this module holds the I/O-facing parts: a :class:`LimitStore` applies claims atomically
 (SQL in the product, :class:`InMemoryLimitStore` in unit tests), and :class:`LimitGuard`
 caches each tenant's rules and turns a request's estimate into a :class:`Reservation`
-that is settled exactly once.
+that is settled exactly once — or, when the gateway holding it dies, released once its
+time-to-live has passed (:meth:`LimitGuard.sweep`, run by every replica).
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from llmproxy.gateway.limits import Amounts, Claim, LimitRule, Who, fits, plan_claims, rejection
@@ -26,25 +28,36 @@ class LimitStore(Protocol):
         """Every limit of the tenant."""
         ...
 
-    async def reserve(self, claims: Sequence[Claim], now: datetime) -> None:
-        """Add every claim to its counter's ``reserved``, all or none.
+    async def reserve(
+        self, claims: Sequence[Claim], now: datetime, *, reservation_id: str, expires_at: datetime
+    ) -> None:
+        """Add every claim to its counter's ``reserved`` and record the reservation, all or
+        none.
 
         Raises LimitExceededError (from :func:`limits.rejection`) for the first claim that
         does not fit; then nothing is reserved.
         """
         ...
 
-    async def settle(self, claims: Sequence[Claim], actual: Amounts) -> None:
-        """Move each claim's amount out of ``reserved`` and the actual amount into ``used``."""
+    async def settle(
+        self, claims: Sequence[Claim], actual: Amounts, *, reservation_id: str
+    ) -> None:
+        """Add the actual amounts to ``used``; if the reservation is still open, remove it
+        and take its claims out of ``reserved`` (an expired one was released already)."""
+        ...
+
+    async def release_expired(self, now: datetime, *, batch: int = 100) -> int:
+        """Release up to ``batch`` reservations whose ``expires_at`` has passed; how many."""
         ...
 
 
 class Reservation:
     """What one request holds; :meth:`settle` once with what it really used."""
 
-    def __init__(self, store: LimitStore, claims: tuple[Claim, ...]) -> None:
+    def __init__(self, store: LimitStore, claims: tuple[Claim, ...], id: str = "") -> None:
         self._store = store
         self.claims = claims
+        self.id = id
         self._settled = False
 
     @property
@@ -57,14 +70,16 @@ class Reservation:
             return
         self._settled = True
         if self.claims:
-            await self._store.settle(self.claims, actual)
+            await self._store.settle(self.claims, actual, reservation_id=self.id)
 
 
 class LimitGuard:
     """Reserves a request's estimate on the limits that apply to its caller.
 
     A tenant's rules are cached for ``rules_ttl_s`` (a new limit takes effect within that
-    time); the counters themselves are never cached.
+    time); the counters themselves are never cached. A reservation not settled within
+    ``reservation_ttl_s`` (its gateway died) is released by :meth:`sweep`; the TTL must be
+    longer than any request can take.
     """
 
     def __init__(
@@ -72,11 +87,13 @@ class LimitGuard:
         store: LimitStore,
         *,
         rules_ttl_s: float = 5.0,
+        reservation_ttl_s: float = 900.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._ttl = rules_ttl_s
+        self._hold = timedelta(seconds=reservation_ttl_s)
         self._now = clock
         self._monotonic = monotonic
         self._rules: dict[str, tuple[float, tuple[LimitRule, ...]]] = {}
@@ -97,8 +114,18 @@ class LimitGuard:
             return Reservation(self._store, ())
         now = self._now()
         claims = plan_claims(rules, who, estimate, now)
-        await self._store.reserve(claims, now)
-        return Reservation(self._store, claims)
+        reservation_id = uuid.uuid4().hex
+        await self._store.reserve(
+            claims, now, reservation_id=reservation_id, expires_at=now + self._hold
+        )
+        return Reservation(self._store, claims, reservation_id)
+
+    async def sweep(self) -> int:
+        """Release every reservation past its TTL (in batches); how many were released."""
+        released = 0
+        while count := await self._store.release_expired(self._now()):
+            released += count
+        return released
 
 
 class InMemoryLimitStore:
@@ -108,23 +135,40 @@ class InMemoryLimitStore:
         self.rules = list(rules)
         #: (limit id, subject, window start) -> [used, reserved]
         self.counters: dict[tuple[str, str, datetime], list[int]] = {}
+        #: open reservations: id -> (claims, expires_at)
+        self.open: dict[str, tuple[tuple[Claim, ...], datetime]] = {}
 
     async def rules_for(self, tenant_id: str) -> Sequence[LimitRule]:
         return [r for r in self.rules if r.tenant_id == tenant_id]
 
-    async def reserve(self, claims: Sequence[Claim], now: datetime) -> None:
+    async def reserve(
+        self, claims: Sequence[Claim], now: datetime, *, reservation_id: str, expires_at: datetime
+    ) -> None:
         for claim in claims:
             used, reserved = self.counters.get(_key(claim), [0, 0])
             if not fits(used, reserved, claim.amount, claim.rule.amount):
                 raise rejection(claim, used, reserved, now)
         for claim in claims:
             self.counters.setdefault(_key(claim), [0, 0])[1] += claim.amount
+        self.open[reservation_id] = (tuple(claims), expires_at)
 
-    async def settle(self, claims: Sequence[Claim], actual: Amounts) -> None:
+    async def settle(
+        self, claims: Sequence[Claim], actual: Amounts, *, reservation_id: str
+    ) -> None:
+        still_open = self.open.pop(reservation_id, None) is not None
         for claim in claims:
             counter = self.counters[_key(claim)]
-            counter[1] -= claim.amount
+            if still_open:
+                counter[1] -= claim.amount
             counter[0] += actual.of(claim.rule.metric)
+
+    async def release_expired(self, now: datetime, *, batch: int = 100) -> int:
+        expired = [rid for rid, (_, until) in self.open.items() if until <= now][:batch]
+        for rid in expired:
+            claims, _ = self.open.pop(rid)
+            for claim in claims:
+                self.counters[_key(claim)][1] -= claim.amount
+        return len(expired)
 
 
 def _key(claim: Claim) -> tuple[str, str, datetime]:

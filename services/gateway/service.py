@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from contextlib import AsyncExitStack
 from datetime import timedelta
 from typing import ClassVar
 
 import grpc
-from pydantic import Field
+import structlog
+from pydantic import Field, model_validator
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -31,6 +34,8 @@ from llmproxy.platform.settings import Duration, ServiceSettings
 from llmproxy.v1 import gateway_pb2, gateway_pb2_grpc
 
 __all__ = ["App", "Settings"]
+
+log = structlog.get_logger(__name__)
 
 LOCAL_MODEL = "smollm2-135m-instruct"
 
@@ -90,6 +95,24 @@ class Settings(ServiceSettings):
     limits_cache_ttl: Duration = Field(
         timedelta(seconds=5), description="how long a tenant's limits are reused (new-limit lag)"
     )
+    reservation_ttl: Duration = Field(
+        timedelta(minutes=15),
+        description="after this, a reservation its gateway never settled (it died) is released",
+    )
+    reservation_sweep_interval: Duration = Field(
+        timedelta(seconds=30), description="how often expired reservations are looked for"
+    )
+
+    @model_validator(mode="after")
+    def _reservations_outlive_requests(self) -> Settings:
+        attempts = self.provider_retries + 1
+        if self.reservation_ttl <= self.provider_timeout * attempts:
+            raise ValueError(
+                f"reservation_ttl ({self.reservation_ttl}) must be longer than a request can "
+                f"take: provider_timeout x (provider_retries + 1) = "
+                f"{self.provider_timeout * attempts}"
+            )
+        return self
 
 
 def build_providers(catalog: Catalog, environ: dict[str, str]) -> dict[str, Provider]:
@@ -143,6 +166,15 @@ class App:
             cache_channel = grpc.aio.insecure_channel(settings.cache_addr)
             opened.push_async_callback(cache_channel.close)
             cache = GrpcCacheClient(cache_channel, timeout_s=settings.cache_timeout.total_seconds())
+        guard = LimitGuard(
+            SqlLimitStore(sessions),
+            rules_ttl_s=settings.limits_cache_ttl.total_seconds(),
+            reservation_ttl_s=settings.reservation_ttl.total_seconds(),
+        )
+        sweeper = asyncio.create_task(
+            _sweep_forever(guard, settings.reservation_sweep_interval.total_seconds())
+        )
+        opened.push_async_callback(_cancel, sweeper)
         flow = AskFlow(
             catalog=catalog,
             providers=providers,
@@ -150,9 +182,7 @@ class App:
             cache=cache,
             bus=bus,
             provider_timeout_s=settings.provider_timeout.total_seconds(),
-            limits=LimitGuard(
-                SqlLimitStore(sessions), rules_ttl_s=settings.limits_cache_ttl.total_seconds()
-            ),
+            limits=guard,
             retry=RetryPolicy(
                 retries=settings.provider_retries,
                 base_delay_s=settings.provider_backoff.total_seconds(),
@@ -187,6 +217,24 @@ class App:
 
     async def stop(self) -> None:
         await self._resources.aclose()
+
+
+async def _sweep_forever(guard: LimitGuard, interval_s: float) -> None:
+    """Release reservations whose gateway died; every replica sweeps, each row once."""
+    while True:
+        try:
+            released = await guard.sweep()
+            if released:
+                log.warning("released expired limit reservations", count=released)
+        except Exception:  # the database may be briefly away; the next round retries
+            log.exception("sweeping expired reservations failed")
+        await asyncio.sleep(interval_s)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _require_schema(engine, url: str) -> None:  # type: ignore[no-untyped-def]

@@ -9,12 +9,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, case, func, select, update
+from sqlalchemy import and_, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from llmproxy.gateway.limits import Amounts, Claim, LimitRule, rejection
-from llmproxy.platform.db.models import ApiKey, LimitCounter, Tenant, UsageLimit, UsageRecord
+from llmproxy.platform.db.models import (
+    ApiKey,
+    LimitCounter,
+    LimitReservation,
+    Tenant,
+    UsageLimit,
+    UsageRecord,
+)
 
 __all__ = [
     "KeyRecord",
@@ -86,11 +93,28 @@ def _insert(session: AsyncSession):  # type: ignore[no-untyped-def]
 
 
 def _counter(claim: Claim):  # type: ignore[no-untyped-def]
+    return _counter_at(claim.rule.id, claim.subject, claim.window_start)
+
+
+def _counter_at(limit_id: str, subject: str, window_start: datetime):  # type: ignore[no-untyped-def]
     return and_(
-        LimitCounter.limit_id == claim.rule.id,
-        LimitCounter.subject == claim.subject,
-        LimitCounter.window_start == claim.window_start,
+        LimitCounter.limit_id == limit_id,
+        LimitCounter.subject == subject,
+        LimitCounter.window_start == window_start,
     )
+
+
+def _held(claims: Sequence[Claim]) -> list[dict[str, object]]:
+    """What a reservation row records of its claims: enough to release them alone."""
+    return [
+        {
+            "limit_id": c.rule.id,
+            "subject": c.subject,
+            "window_start": c.window_start.isoformat(),
+            "amount": c.amount,
+        }
+        for c in claims
+    ]
 
 
 class SqlLimitStore:
@@ -112,9 +136,16 @@ class SqlLimitStore:
             )
             return [rule_of(r) for r in rows]
 
-    async def reserve(self, claims: Sequence[Claim], now: datetime) -> None:
+    async def reserve(
+        self, claims: Sequence[Claim], now: datetime, *, reservation_id: str, expires_at: datetime
+    ) -> None:
         async with self._sessions.begin() as session:
             insert = _insert(session)
+            session.add(
+                LimitReservation(
+                    id=reservation_id, claims=_held(claims), created_at=now, expires_at=expires_at
+                )
+            )
             for claim in claims:
                 await session.execute(
                     insert(LimitCounter)
@@ -146,17 +177,58 @@ class SqlLimitStore:
                     # leaving the block rolls back this request's earlier claims
                     raise rejection(claim, used, reserved, now)
 
-    async def settle(self, claims: Sequence[Claim], actual: Amounts) -> None:
+    async def settle(
+        self, claims: Sequence[Claim], actual: Amounts, *, reservation_id: str
+    ) -> None:
         async with self._sessions.begin() as session:
+            # Whoever deletes the row releases the hold: this settlement, or the sweeper
+            # if the reservation outlived its TTL (then only the use is added here).
+            gone = await session.execute(
+                delete(LimitReservation).where(LimitReservation.id == reservation_id)
+            )
+            still_open = getattr(gone, "rowcount", 0) == 1
             for claim in claims:
-                await session.execute(
-                    update(LimitCounter)
-                    .where(_counter(claim))
-                    .values(
-                        reserved=LimitCounter.reserved - claim.amount,
-                        used=LimitCounter.used + actual.of(claim.rule.metric),
-                    )
+                values = {"used": LimitCounter.used + actual.of(claim.rule.metric)}
+                if still_open:
+                    values["reserved"] = LimitCounter.reserved - claim.amount
+                await session.execute(update(LimitCounter).where(_counter(claim)).values(**values))
+
+    async def release_expired(self, now: datetime, *, batch: int = 100) -> int:
+        async with self._sessions() as session:
+            expired = list(
+                await session.scalars(
+                    select(LimitReservation.id)
+                    .where(LimitReservation.expires_at <= now)
+                    .order_by(LimitReservation.expires_at)
+                    .limit(batch)
                 )
+            )
+        released = 0
+        for reservation_id in expired:
+            async with self._sessions.begin() as session:
+                row = (
+                    await session.execute(
+                        delete(LimitReservation)
+                        .where(LimitReservation.id == reservation_id)
+                        .returning(LimitReservation.claims)
+                    )
+                ).first()
+                if row is None:
+                    continue  # settled, or another replica's sweeper released it
+                for held in row[0]:
+                    await session.execute(
+                        update(LimitCounter)
+                        .where(
+                            _counter_at(
+                                str(held["limit_id"]),
+                                str(held["subject"]),
+                                datetime.fromisoformat(str(held["window_start"])),
+                            )
+                        )
+                        .values(reserved=LimitCounter.reserved - int(held["amount"]))
+                    )
+                released += 1
+        return released
 
 
 @dataclass(frozen=True, slots=True)

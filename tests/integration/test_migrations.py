@@ -59,6 +59,7 @@ APP_TABLES = {
     "api_keys",
     "usage_limits",
     "limit_counters",
+    "limit_reservations",  # (0008)
     # cache (0003)
     "cache_entries",
 }

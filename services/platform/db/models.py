@@ -17,6 +17,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Index,
+    JSON,
     Integer,
     LargeBinary,
     MetaData,
@@ -262,6 +263,24 @@ class LimitCounter(Base):
     window_start: Mapped[datetime] = mapped_column(primary_key=True)
     used: Mapped[int] = mapped_column(BigInteger)
     reserved: Mapped[int] = mapped_column(BigInteger)
+
+
+class LimitReservation(Base):
+    """One request's open reservation: what it holds on which counters, until when.
+
+    Settling deletes the row in the same transaction that moves the amounts. A gateway
+    that dies mid-request never settles: once ``expires_at`` passes, any replica's
+    sweeper deletes the row and releases what it held, exactly once (whoever deletes the
+    row releases it).
+    """
+
+    __tablename__ = "limit_reservations"
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    #: [{"limit_id", "subject", "window_start" (ISO 8601), "amount"}, ...]
+    claims: Mapped[list[dict[str, object]]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 # =======================================================================================

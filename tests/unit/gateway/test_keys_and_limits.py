@@ -125,3 +125,27 @@ async def test_a_budget_admits_exactly_what_fits_under_concurrency_and_says_why_
     await guard.reserve(WHO, Amounts(cost_nanousd=600))
     with pytest.raises(LimitExceededError):
         await guard.reserve(WHO, Amounts(cost_nanousd=1))
+
+
+async def test_a_reservation_its_gateway_never_settled_is_released_after_its_ttl() -> None:
+    rule = LimitRule("lim_1", "acme", "requests", "day", 3)
+    store = InMemoryLimitStore([rule])
+    t0 = NOW.replace(hour=1, minute=0, second=0)
+    clock = [t0]
+    guard = LimitGuard(store, reservation_ttl_s=60, clock=lambda: clock[0])
+    day = ("lim_1", "", t0.replace(hour=0))
+    crashed = await guard.reserve(WHO, Amounts(requests=2))  # its gateway dies: never settled
+    clock[0] = t0.replace(second=30)
+    live = await guard.reserve(WHO, Amounts(requests=1))
+    with pytest.raises(LimitExceededError):
+        await guard.reserve(WHO, Amounts(requests=1))
+    assert await guard.sweep() == 0  # nothing has expired yet
+    clock[0] = t0.replace(minute=1, second=1)
+    assert await guard.sweep() == 1  # the crashed one only
+    assert store.counters[day] == [0, 1]
+    await guard.reserve(WHO, Amounts(requests=2))  # what it held is free again
+    await live.settle(Amounts(requests=1))
+    assert store.counters[day] == [1, 2]
+    # a late settlement of a released reservation adds its use, never a second release
+    await crashed.settle(Amounts(requests=1))
+    assert store.counters[day] == [2, 2]
