@@ -1,8 +1,10 @@
 """Context strategies: which of a conversation's turns to send with a new prompt. Pure.
 
 The system prompt is always kept; a strategy never cuts a turn in half (only a single
-turn larger than the whole budget is truncated from the front, and flagged). Every plan
-reports the tokens sent and the tokens the full history would have needed.
+turn larger than the whole budget is truncated from the front, and flagged). Whatever the
+strategy chose must then fit the model's context window (less the room left for the
+answer): the oldest chosen turns are dropped whole until it does, and the plan says how
+many. Every plan reports the tokens sent and the tokens the full history would have needed.
 
 * ``full`` — every turn since the last reset.
 * ``last_k`` — the ``k`` most recent turns.
@@ -51,6 +53,8 @@ MAX_TOKEN_BUDGET = 10_000_000
 DEFAULT_RELEVANT_K = 4
 #: how a summary is introduced to the model
 SUMMARY_HEADER = "Summary of the earlier conversation:\n"
+#: what a chat template adds per message, beyond its content (the gateway counts the same)
+TOKENS_PER_MESSAGE = 4
 
 
 class Strategy(enum.Enum):
@@ -118,6 +122,8 @@ class ContextRequest:
     prompt_embedding: npt.NDArray[np.float32] | None = field(
         default=None, compare=False, repr=False
     )
+    #: the most input tokens the model can take (its window less the answer's room; 0: any)
+    max_input_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +140,8 @@ class ContextPlan:
     truncated: bool
     #: turns represented by the summary instead of verbatim
     turns_summarized: int = 0
+    #: turns the strategy chose that the context window could not take
+    turns_dropped_for_window: int = 0
 
 
 def check_bounds(request: ContextRequest) -> None:
@@ -203,6 +211,30 @@ def plan_context(request: ContextRequest, count_tokens: Callable[[str], int]) ->
             room -= turn.tokens
         chosen.reverse()
 
+    dropped = 0
+    if request.max_input_tokens > 0:
+        overhead = TOKENS_PER_MESSAGE * (1 + (summary is not None) + bool(request.system_prompt))
+        fixed = system_tokens + prompt_tokens + overhead
+        chosen_tokens = sum(t.tokens + TOKENS_PER_MESSAGE for t in chosen)
+        while chosen and fixed + summary_tokens + chosen_tokens > request.max_input_tokens:
+            chosen_tokens -= chosen[0].tokens + TOKENS_PER_MESSAGE
+            chosen = chosen[1:]  # the oldest whole turn goes first
+            dropped += 1
+        if summary is not None and fixed + summary_tokens > request.max_input_tokens:
+            dropped += turns_summarized  # the turns it stood for go with it
+            summary, summary_tokens, turns_summarized = None, 0, 0
+        if fixed > request.max_input_tokens:
+            if request.reject_oversized_turn:
+                raise InvalidArgumentError(
+                    f"the prompt and system prompt need {fixed} tokens; the model takes "
+                    f"{request.max_input_tokens} (its context window less the answer's room)",
+                    field="prompt",
+                )
+            room = request.max_input_tokens - system_tokens - overhead
+            prompt = keep_tail(prompt, room, count_tokens)
+            prompt_tokens = count_tokens(prompt)
+            truncated = True
+
     messages: list[PlannedMessage] = []
     if request.system_prompt:
         messages.append(PlannedMessage("system", request.system_prompt))
@@ -219,6 +251,7 @@ def plan_context(request: ContextRequest, count_tokens: Callable[[str], int]) ->
         turns_total=len(history),
         truncated=truncated,
         turns_summarized=turns_summarized,
+        turns_dropped_for_window=dropped,
     )
 
 

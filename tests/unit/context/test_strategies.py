@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -224,3 +226,47 @@ def test_a_request_without_a_strategy_gets_its_apps_default_else_the_services() 
     assert defaults.strategy_for("whatsapp", None) is Strategy.SUMMARY
     assert defaults.strategy_for("other", None) is Strategy.RELEVANT
     assert defaults.strategy_for("whatsapp", Strategy.FULL) is Strategy.FULL
+
+
+# -- the model's context window ---------------------------------------------------------
+# history(n): turn i has i + 2 words; each message costs 4 more tokens (TOKENS_PER_MESSAGE).
+
+
+def test_turns_the_window_cannot_take_are_dropped_oldest_first_and_whole() -> None:
+    fits_all = plan(Strategy.FULL, n=10, max_input_tokens=1000)
+    assert fits_all.turns_sent == 10 and fits_all.turns_dropped_for_window == 0
+    # system (2 + 4) + prompt (2 + 4) = 12; the last three turns need (9+4)+(10+4)+(11+4) = 42
+    capped = plan(Strategy.FULL, n=10, max_input_tokens=12 + 42)
+    assert capped.turns_sent == 3 and capped.turns_dropped_for_window == 7
+    assert [m.content.split()[1] for m in capped.messages[1:-1]] == ["7", "8", "9"]
+    assert capped.messages[0].content == "be brief" and capped.messages[-1].content == "what now"
+    assert not capped.truncated
+    # one token less and the oldest of those three goes too: never half a turn
+    assert plan(Strategy.FULL, n=10, max_input_tokens=12 + 41).turns_sent == 2
+
+
+def test_every_strategy_respects_the_window() -> None:
+    for strategy, extra in (
+        (Strategy.LAST_K, {"k": 8}),
+        (Strategy.TOKEN_BUDGET, {"token_budget": 10_000}),
+        (Strategy.SUMMARY, {"summary": "s", "summary_upto_seq": 2}),
+    ):
+        result = plan(strategy, n=10, max_input_tokens=40, **extra)
+        sent = sum(len(m.content.split()) + 4 for m in result.messages)
+        assert sent <= 40, strategy
+        assert result.turns_dropped_for_window > 0, strategy
+
+
+def test_a_prompt_over_the_window_is_truncated_and_flagged_or_rejected_by_policy() -> None:
+    long_prompt = ContextRequest(
+        strategy=Strategy.FULL,
+        system_prompt="be brief",
+        prompt="word " * 100,
+        history=history(4),
+        max_input_tokens=50,
+    )
+    result = plan_context(long_prompt, words)
+    assert result.truncated and result.turns_sent == 0
+    assert sum(len(m.content.split()) + 4 for m in result.messages) <= 50
+    with pytest.raises(InvalidArgumentError, match="the model takes 50"):
+        plan_context(replace(long_prompt, reject_oversized_turn=True), words)
