@@ -101,6 +101,17 @@ def _conversation_message(
     return message
 
 
+def _input_room(context_window: int, max_output_tokens: int) -> int:
+    """Tokens the prompt may take: the window less the answer's room (0: no limit)."""
+    if context_window <= 0:
+        return 0
+    if max_output_tokens < 0:
+        raise InvalidArgumentError(
+            f"max_output_tokens must be >= 0, got {max_output_tokens}", field="max_output_tokens"
+        )
+    return max(1, context_window - max_output_tokens)
+
+
 class ContextServicer(context_pb2_grpc.ContextServicer):
     """Builds contexts and keeps conversations; every call is scoped to the caller's tenant.
 
@@ -142,6 +153,7 @@ class ContextServicer(context_pb2_grpc.ContextServicer):
             k=k,
             token_budget=policy.token_budget,
             reject_oversized_turn=policy.reject_oversized_turn,
+            max_input_tokens=_input_room(request.context_window, request.max_output_tokens),
         )
         check_bounds(base)  # before anything is created for a request that will fail
         prompt_vector: asyncio.Task[list[bytes]] | None = None
@@ -197,6 +209,7 @@ class ContextServicer(context_pb2_grpc.ContextServicer):
                 turns_total=plan.turns_total,
                 truncated=plan.truncated,
                 turns_summarized=plan.turns_summarized,
+                turns_dropped_for_window=plan.turns_dropped_for_window,
             ),
             context_fingerprint=context_fingerprint(
                 (m.role, m.content) for m in plan.messages[:-1]

@@ -204,6 +204,9 @@ class AskFlow:
                     policy=request.context,
                     model=choice.model.name,
                     context_window=choice.model.context_window,
+                    # the answer's room: what was asked, else a quarter of the window
+                    max_output_tokens=gen.max_tokens
+                    or min(self._output_cap, choice.model.context_window // 4),
                 )
             )
             scope.conversation_id = built.conversation_id

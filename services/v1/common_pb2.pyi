@@ -193,7 +193,7 @@ class CacheReport(_message.Message):
     def __init__(self, outcome: _Optional[_Union[CacheOutcome, str]] = ..., similarity: _Optional[float] = ..., age: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., matched_prompt: _Optional[str] = ..., entry_id: _Optional[str] = ...) -> None: ...
 
 class ContextReport(_message.Message):
-    __slots__ = ("strategy", "tokens_sent", "tokens_full_history", "turns_sent", "turns_total", "truncated", "turns_summarized")
+    __slots__ = ("strategy", "tokens_sent", "tokens_full_history", "turns_sent", "turns_total", "truncated", "turns_summarized", "turns_dropped_for_window")
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     TOKENS_SENT_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FULL_HISTORY_FIELD_NUMBER: _ClassVar[int]
@@ -201,6 +201,7 @@ class ContextReport(_message.Message):
     TURNS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     TURNS_SUMMARIZED_FIELD_NUMBER: _ClassVar[int]
+    TURNS_DROPPED_FOR_WINDOW_FIELD_NUMBER: _ClassVar[int]
     strategy: ContextStrategy
     tokens_sent: int
     tokens_full_history: int
@@ -208,7 +209,8 @@ class ContextReport(_message.Message):
     turns_total: int
     truncated: bool
     turns_summarized: int
-    def __init__(self, strategy: _Optional[_Union[ContextStrategy, str]] = ..., tokens_sent: _Optional[int] = ..., tokens_full_history: _Optional[int] = ..., turns_sent: _Optional[int] = ..., turns_total: _Optional[int] = ..., truncated: _Optional[bool] = ..., turns_summarized: _Optional[int] = ...) -> None: ...
+    turns_dropped_for_window: int
+    def __init__(self, strategy: _Optional[_Union[ContextStrategy, str]] = ..., tokens_sent: _Optional[int] = ..., tokens_full_history: _Optional[int] = ..., turns_sent: _Optional[int] = ..., turns_total: _Optional[int] = ..., truncated: _Optional[bool] = ..., turns_summarized: _Optional[int] = ..., turns_dropped_for_window: _Optional[int] = ...) -> None: ...
 
 class Eta(_message.Message):
     __slots__ = ("accepted_at", "predicted_start", "predicted_completion", "actual_completion", "queued")

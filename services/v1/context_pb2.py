@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from llmproxy.v1 import common_pb2 as llmproxy_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19llmproxy/v1/context.proto\x12\x0bllmproxy.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18llmproxy/v1/common.proto\"4\n\x0f\x43onversationRef\x12!\n\x05scope\x18\x01 \x01(\x0b\x32\x12.llmproxy.v1.Scope\"\xb2\x01\n\x13\x42uildContextRequest\x12!\n\x05scope\x18\x01 \x01(\x0b\x32\x12.llmproxy.v1.Scope\x12\x15\n\rsystem_prompt\x18\x02 \x01(\t\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12*\n\x06policy\x18\x04 \x01(\x0b\x32\x1a.llmproxy.v1.ContextPolicy\x12\r\n\x05model\x18\x05 \x01(\t\x12\x16\n\x0e\x63ontext_window\x18\x06 \x01(\x05\"\x9d\x01\n\x11\x42uildContextReply\x12&\n\x08messages\x18\x01 \x03(\x0b\x32\x14.llmproxy.v1.Message\x12*\n\x06report\x18\x02 \x01(\x0b\x32\x1a.llmproxy.v1.ContextReport\x12\x1b\n\x13\x63ontext_fingerprint\x18\x03 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x04 \x01(\t\"\x99\x01\n\x04Turn\x12\x1f\n\x04role\x18\x01 \x01(\x0e\x32\x11.llmproxy.v1.Role\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0e\n\x06tokens\x18\x03 \x01(\x05\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x0b\n\x03seq\x18\x06 \x01(\x03\"m\n\x12\x41ppendTurnsRequest\x12!\n\x05scope\x18\x01 \x01(\x0b\x32\x12.llmproxy.v1.Scope\x12 \n\x05turns\x18\x02 \x03(\x0b\x32\x11.llmproxy.v1.Turn\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\'\n\x10\x41ppendTurnsReply\x12\x13\n\x0bturns_total\x18\x01 \x01(\x05\"\xdc\x01\n\x0c\x43onversation\x12!\n\x05scope\x18\x01 \x01(\x0b\x32\x12.llmproxy.v1.Scope\x12 \n\x05turns\x18\x02 \x03(\x0b\x32\x11.llmproxy.v1.Turn\x12\x0f\n\x07summary\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08reset_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10summary_upto_seq\x18\x06 \x01(\x03\"0\n\x17\x44\x65leteConversationReply\x12\x15\n\rturns_deleted\x18\x01 \x01(\x05\x32\x9e\x03\n\x07\x43ontext\x12P\n\x0c\x42uildContext\x12 .llmproxy.v1.BuildContextRequest\x1a\x1e.llmproxy.v1.BuildContextReply\x12M\n\x0b\x41ppendTurns\x12\x1f.llmproxy.v1.AppendTurnsRequest\x1a\x1d.llmproxy.v1.AppendTurnsReply\x12J\n\x0fGetConversation\x12\x1c.llmproxy.v1.ConversationRef\x1a\x19.llmproxy.v1.Conversation\x12L\n\x11ResetConversation\x12\x1c.llmproxy.v1.ConversationRef\x1a\x19.llmproxy.v1.Conversation\x12X\n\x12\x44\x65leteConversation\x12\x1c.llmproxy.v1.ConversationRef\x1a$.llmproxy.v1.DeleteConversationReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19llmproxy/v1/context.proto\x12\x0bllmproxy.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18llmproxy/v1/common.proto\"4\n\x0f\x43onversationRef\x12!\n\x05scope\x18\x01 \x01(\x0b\x32\x12.llmproxy.v1.Scope\"\xcd\x01\n\x13\x42uildContextRequest\x12!\n\x05scope\x18\x01 \x01(\x0b\x32\x12.llmproxy.v1.Scope\x12\x15\n\rsystem_prompt\x18\x02 \x01(\t\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12*\n\x06policy\x18\x04 \x01(\x0b\x32\x1a.llmproxy.v1.ContextPolicy\x12\r\n\x05model\x18\x05 \x01(\t\x12\x16\n\x0e\x63ontext_window\x18\x06 \x01(\x05\x12\x19\n\x11max_output_tokens\x18\x07 \x01(\x05\"\x9d\x01\n\x11\x42uildContextReply\x12&\n\x08messages\x18\x01 \x03(\x0b\x32\x14.llmproxy.v1.Message\x12*\n\x06report\x18\x02 \x01(\x0b\x32\x1a.llmproxy.v1.ContextReport\x12\x1b\n\x13\x63ontext_fingerprint\x18\x03 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x04 \x01(\t\"\x99\x01\n\x04Turn\x12\x1f\n\x04role\x18\x01 \x01(\x0e\x32\x11.llmproxy.v1.Role\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0e\n\x06tokens\x18\x03 \x01(\x05\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x0b\n\x03seq\x18\x06 \x01(\x03\"m\n\x12\x41ppendTurnsRequest\x12!\n\x05scope\x18\x01 \x01(\x0b\x32\x12.llmproxy.v1.Scope\x12 \n\x05turns\x18\x02 \x03(\x0b\x32\x11.llmproxy.v1.Turn\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\'\n\x10\x41ppendTurnsReply\x12\x13\n\x0bturns_total\x18\x01 \x01(\x05\"\xdc\x01\n\x0c\x43onversation\x12!\n\x05scope\x18\x01 \x01(\x0b\x32\x12.llmproxy.v1.Scope\x12 \n\x05turns\x18\x02 \x03(\x0b\x32\x11.llmproxy.v1.Turn\x12\x0f\n\x07summary\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08reset_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10summary_upto_seq\x18\x06 \x01(\x03\"0\n\x17\x44\x65leteConversationReply\x12\x15\n\rturns_deleted\x18\x01 \x01(\x05\x32\x9e\x03\n\x07\x43ontext\x12P\n\x0c\x42uildContext\x12 .llmproxy.v1.BuildContextRequest\x1a\x1e.llmproxy.v1.BuildContextReply\x12M\n\x0b\x41ppendTurns\x12\x1f.llmproxy.v1.AppendTurnsRequest\x1a\x1d.llmproxy.v1.AppendTurnsReply\x12J\n\x0fGetConversation\x12\x1c.llmproxy.v1.ConversationRef\x1a\x19.llmproxy.v1.Conversation\x12L\n\x11ResetConversation\x12\x1c.llmproxy.v1.ConversationRef\x1a\x19.llmproxy.v1.Conversation\x12X\n\x12\x44\x65leteConversation\x12\x1c.llmproxy.v1.ConversationRef\x1a$.llmproxy.v1.DeleteConversationReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,19 +36,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONVERSATIONREF']._serialized_start=101
   _globals['_CONVERSATIONREF']._serialized_end=153
   _globals['_BUILDCONTEXTREQUEST']._serialized_start=156
-  _globals['_BUILDCONTEXTREQUEST']._serialized_end=334
-  _globals['_BUILDCONTEXTREPLY']._serialized_start=337
-  _globals['_BUILDCONTEXTREPLY']._serialized_end=494
-  _globals['_TURN']._serialized_start=497
-  _globals['_TURN']._serialized_end=650
-  _globals['_APPENDTURNSREQUEST']._serialized_start=652
-  _globals['_APPENDTURNSREQUEST']._serialized_end=761
-  _globals['_APPENDTURNSREPLY']._serialized_start=763
-  _globals['_APPENDTURNSREPLY']._serialized_end=802
-  _globals['_CONVERSATION']._serialized_start=805
-  _globals['_CONVERSATION']._serialized_end=1025
-  _globals['_DELETECONVERSATIONREPLY']._serialized_start=1027
-  _globals['_DELETECONVERSATIONREPLY']._serialized_end=1075
-  _globals['_CONTEXT']._serialized_start=1078
-  _globals['_CONTEXT']._serialized_end=1492
+  _globals['_BUILDCONTEXTREQUEST']._serialized_end=361
+  _globals['_BUILDCONTEXTREPLY']._serialized_start=364
+  _globals['_BUILDCONTEXTREPLY']._serialized_end=521
+  _globals['_TURN']._serialized_start=524
+  _globals['_TURN']._serialized_end=677
+  _globals['_APPENDTURNSREQUEST']._serialized_start=679
+  _globals['_APPENDTURNSREQUEST']._serialized_end=788
+  _globals['_APPENDTURNSREPLY']._serialized_start=790
+  _globals['_APPENDTURNSREPLY']._serialized_end=829
+  _globals['_CONVERSATION']._serialized_start=832
+  _globals['_CONVERSATION']._serialized_end=1052
+  _globals['_DELETECONVERSATIONREPLY']._serialized_start=1054
+  _globals['_DELETECONVERSATIONREPLY']._serialized_end=1102
+  _globals['_CONTEXT']._serialized_start=1105
+  _globals['_CONTEXT']._serialized_end=1519
 # @@protoc_insertion_point(module_scope)

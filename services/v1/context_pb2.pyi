@@ -17,20 +17,22 @@ class ConversationRef(_message.Message):
     def __init__(self, scope: _Optional[_Union[_common_pb2.Scope, _Mapping]] = ...) -> None: ...
 
 class BuildContextRequest(_message.Message):
-    __slots__ = ("scope", "system_prompt", "prompt", "policy", "model", "context_window")
+    __slots__ = ("scope", "system_prompt", "prompt", "policy", "model", "context_window", "max_output_tokens")
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_PROMPT_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     scope: _common_pb2.Scope
     system_prompt: str
     prompt: str
     policy: _common_pb2.ContextPolicy
     model: str
     context_window: int
-    def __init__(self, scope: _Optional[_Union[_common_pb2.Scope, _Mapping]] = ..., system_prompt: _Optional[str] = ..., prompt: _Optional[str] = ..., policy: _Optional[_Union[_common_pb2.ContextPolicy, _Mapping]] = ..., model: _Optional[str] = ..., context_window: _Optional[int] = ...) -> None: ...
+    max_output_tokens: int
+    def __init__(self, scope: _Optional[_Union[_common_pb2.Scope, _Mapping]] = ..., system_prompt: _Optional[str] = ..., prompt: _Optional[str] = ..., policy: _Optional[_Union[_common_pb2.ContextPolicy, _Mapping]] = ..., model: _Optional[str] = ..., context_window: _Optional[int] = ..., max_output_tokens: _Optional[int] = ...) -> None: ...
 
 class BuildContextReply(_message.Message):
     __slots__ = ("messages", "report", "context_fingerprint", "conversation_id")

@@ -267,6 +267,42 @@ async def test_a_prompt_over_the_budget_is_cut_from_the_front_and_flagged_or_ref
         assert code == grpc.StatusCode.INVALID_ARGUMENT and "token_budget of 32" in details
 
 
+async def test_a_long_conversation_is_fitted_to_the_models_window_whole_turns_oldest_first(
+    sqlite_db_url: str,
+) -> None:
+    turns = [(USER if i % 2 == 0 else ASSISTANT, f"turn {i}: " + "word " * 40) for i in range(20)]
+    async with context_service(sqlite_db_url) as svc:
+        conversation = await new_conversation(svc.stub, turns)
+        built = await svc.stub.BuildContext(
+            context_pb2.BuildContextRequest(
+                scope=scope(conversation_id=conversation),
+                system_prompt="be brief",
+                prompt="what did we say last?",
+                policy=policy(common_pb2.CONTEXT_STRATEGY_FULL),
+                context_window=600,
+                max_output_tokens=200,
+            )
+        )
+        report = built.report
+        assert report.tokens_sent <= 400 < report.tokens_full_history
+        assert report.turns_dropped_for_window == 20 - report.turns_sent > 0
+        sent = [m.content for m in built.messages[1:-1]]
+        assert sent[-1].startswith("turn 19:")  # the newest turns stay, oldest go first
+        assert all(text.endswith("word ") for text in sent)  # no turn cut in half
+        assert built.messages[0].content == "be brief"
+        code, details = await status_of(
+            svc.stub.BuildContext(
+                context_pb2.BuildContextRequest(
+                    scope=scope(conversation_id=conversation),
+                    prompt="hi",
+                    context_window=600,
+                    max_output_tokens=-1,
+                )
+            )
+        )
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "max_output_tokens" in details
+
+
 # --- relevant with the real embedder ----------------------------------------------------
 
 FACTS = [
