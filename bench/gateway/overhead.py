@@ -2,9 +2,12 @@
 
 Starts, on this machine: a private nats-server (JetStream), a SQLite database migrated to
 head with one tenant and API key, the fake OpenAI-compatible upstream that answers at
-once (``llmproxy.gateway.fake_upstream``), the profiler (consumes ``llm.completed``) and
-the gateway (gRPC + HTTP) as processes. Then, for 1, 16 and 128 concurrent clients, it
-measures the upstream directly, the gateway's HTTP path and its gRPC path. The load
+once (``llmproxy.gateway.fake_upstream``), the profiler (consumes ``llm.completed``), the
+cache and the gateway (gRPC + HTTP) as processes. Then, for 1, 16 and 128 concurrent
+clients, it measures the upstream directly, the gateway's HTTP path and its gRPC path
+with the cache off (every request reaches the upstream), and both paths answering one
+repeated question from the cache ("-cached": the cached answer's latency). Each point
+also records the CPU milliseconds each process spent per request. The load
 generator is a bare asyncio HTTP/1.1 client (and grpc.aio), in this process, so it
 shares the machine's cores with everything it measures.
 
@@ -252,6 +255,13 @@ class Stack:
             [str(BIN / "llmproxy"), "serve", "profiler"],
             {**env, "LLMPROXY_GRPC_PORT": str(profiler_port)},
         )
+        cache_port = free_port()
+        self.spawn(
+            "cache",
+            [str(BIN / "llmproxy"), "serve", "cache"],
+            {**env, "LLMPROXY_GRPC_PORT": str(cache_port)},
+        )
+        env["LLMPROXY_CACHE_ADDR"] = f"127.0.0.1:{cache_port}"
         gateway = [sys.executable, "-m", "llmproxy.cli", "serve", "gateway"]
         if self.profile:
             gateway = [
@@ -271,6 +281,7 @@ class Stack:
             {**env, "LLMPROXY_GRPC_PORT": str(grpc_port), "LLMPROXY_HTTP_PORT": str(http_port)},
         )
         _wait(lambda: _serving(f"127.0.0.1:{profiler_port}"), "profiler")
+        _wait(lambda: _serving(f"127.0.0.1:{cache_port}"), "cache", timeout=120)
         _wait(lambda: _serving(f"127.0.0.1:{grpc_port}"), "gateway")
         return {
             "upstream_port": up_port,
@@ -296,6 +307,10 @@ class Stack:
 async def measure(info: dict[str, Any], seconds: float, levels: list[int]) -> list[dict[str, Any]]:
     body = json.dumps(BODY).encode()
     auth = {"authorization": f"Bearer {info['key']}"}
+    # The overhead rows ask with the cache off (every request reaches the upstream); the
+    # "cached" rows repeat one question, answered from the cache after the first time.
+    uncached = {**auth, "x-llmproxy-cache": "off"}
+    cached_body = json.dumps({**BODY, "messages": [{"role": "user", "content": "Cached?"}]})
 
     def direct():  # type: ignore[no-untyped-def]
         client = RawHttp("127.0.0.1", info["upstream_port"], "/v1/chat/completions", body, {})
@@ -306,7 +321,17 @@ async def measure(info: dict[str, Any], seconds: float, levels: list[int]) -> li
         return call, client.close
 
     def http():  # type: ignore[no-untyped-def]
-        client = RawHttp("127.0.0.1", info["http_port"], "/v1/chat/completions", body, auth)
+        client = RawHttp("127.0.0.1", info["http_port"], "/v1/chat/completions", body, uncached)
+
+        async def call() -> bool:
+            return await client.call() == 200
+
+        return call, client.close
+
+    def http_cached():  # type: ignore[no-untyped-def]
+        client = RawHttp(
+            "127.0.0.1", info["http_port"], "/v1/chat/completions", cached_body.encode(), auth
+        )
 
         async def call() -> bool:
             return await client.call() == 200
@@ -320,6 +345,11 @@ async def measure(info: dict[str, Any], seconds: float, levels: list[int]) -> li
             common_pb2.Message(role=common_pb2.ROLE_USER, content=BODY["messages"][0]["content"])
         ],  # type: ignore[index]
         generation=common_pb2.GenerationParams(max_tokens=16),
+        cache=common_pb2.CachePolicy(mode=common_pb2.CACHE_MODE_OFF),
+    )
+    cached_request = gateway_pb2.AskRequest(
+        messages=[common_pb2.Message(role=common_pb2.ROLE_USER, content="Cached?")],
+        generation=common_pb2.GenerationParams(max_tokens=16),
     )
     metadata = (("authorization", auth["authorization"]),)
 
@@ -330,10 +360,30 @@ async def measure(info: dict[str, Any], seconds: float, levels: list[int]) -> li
 
         return call, lambda: None
 
+    def grpc_cached():  # type: ignore[no-untyped-def]
+        async def call() -> bool:
+            reply = await stub.Ask(cached_request, metadata=metadata, timeout=30)
+            return reply.cache.outcome == common_pb2.CACHE_OUTCOME_EXACT_HIT
+
+        return call, lambda: None
+
+    # the first ask stores the answer (the cache consumes llm.completed); wait until it hits
+    deadline = time.monotonic() + 30
+    while not await grpc_cached()[0]():
+        if time.monotonic() > deadline:
+            raise SystemExit("the cached question never became a cache hit")
+        await asyncio.sleep(0.2)
+
     rows = []
     for concurrency in levels:
         base = await _run_point(direct, concurrency, seconds)
-        for path, factory in (("http", http), ("grpc", grpc_path)):
+        paths = (
+            ("http", http),
+            ("grpc", grpc_path),
+            ("http-cached", http_cached),
+            ("grpc-cached", grpc_cached),
+        )
+        for path, factory in paths:
             point = await _run_point(factory, concurrency, seconds, info["pids"])
             rows.append(
                 {
@@ -347,10 +397,11 @@ async def measure(info: dict[str, Any], seconds: float, levels: list[int]) -> li
                     "added_p99_ms": round(point["p99_ms"] - base["p99_ms"], 3),
                 }
             )
+            row = rows[-1]
             print(
-                f"  {path:<4} c={concurrency:<4} {rows[-1]['rps']:>8} req/s  "
-                f"added p50 {rows[-1]['added_p50_ms']:>7} ms  p99 {rows[-1]['added_p99_ms']:>7} ms  "
-                f"gateway CPU {rows[-1].get('gateway_cpu_ms_per_req')} ms/req",
+                f"  {path:<11} c={concurrency:<4} {row['rps']:>8} req/s  "
+                f"added p50 {row['added_p50_ms']:>7} ms  p99 {row['added_p99_ms']:>7} ms  "
+                f"gateway CPU {row.get('gateway_cpu_ms_per_req')} ms/req",
                 flush=True,
             )
     await channel.close()
