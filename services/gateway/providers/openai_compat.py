@@ -1,12 +1,12 @@
 """Adapter for any OpenAI-compatible chat completions API (OpenAI, vLLM, llama.cpp server...).
 
-A plain completion — the gateway's hot path — is one pooled ``aiohttp`` POST with the
-JSON encoded and decoded by ``orjson``: the official ``openai`` SDK's request
-transformation, pydantic reply models and httpx pool bookkeeping cost the gateway about
-2.5 ms of CPU per request (``bench/gateway``), more than everything else it does.
-Streams still go through the SDK, whose SSE handling earns its cost over a long answer.
-Errors from either path are mapped once, here, to :class:`ProviderError` with a message
-a caller can act on.
+A completion — the gateway's hot path — is one pooled ``aiohttp`` POST with the JSON
+encoded and decoded by ``orjson``; a stream is the same POST read as server-sent events.
+The official ``openai`` SDK did the same job with request transformation, pydantic reply
+models and httpx pool bookkeeping that cost the gateway about 2.5 ms of CPU per request
+(``bench/gateway``), more than everything else it does. Errors are mapped once, here, to
+:class:`ProviderError` (or :class:`DeadlineExceededError`) with a message a caller can
+act on.
 """
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import openai
 import orjson
-from openai import AsyncOpenAI
 
 from llmproxy.gateway.providers.port import ChatRequest, ChatResult, StreamEvent
 from llmproxy.platform.errors import DeadlineExceededError, ProviderError
@@ -40,10 +38,6 @@ class OpenAICompatibleProvider:
             self._headers["authorization"] = f"Bearer {api_key}"
         self._max_retries = max_retries
         self._session: aiohttp.ClientSession | None = None
-        # Local servers need no key, but the SDK insists on one.
-        self._client = AsyncOpenAI(
-            base_url=base_url, api_key=api_key or "not-needed", max_retries=max_retries
-        )
 
     def _arguments(self, request: ChatRequest) -> dict[str, Any]:
         args: dict[str, Any] = {
@@ -105,21 +99,12 @@ class OpenAICompatibleProvider:
                 provider=self.name,
                 retryable=True,
             ) from exc
+        if status >= 400:
+            raise self._status_error(status, raw)
         try:
             data = orjson.loads(raw) if raw else None
         except orjson.JSONDecodeError:
             data = None
-        if status >= 400:
-            error = data.get("error") if isinstance(data, dict) else None
-            detail = error.get("message") if isinstance(error, dict) else None
-            if detail is None and isinstance(error, str):
-                detail = error
-            text = detail or raw[:200].decode("utf-8", "replace") or "no detail"
-            raise ProviderError(
-                f"{self.name} answered HTTP {status}: {text}",
-                provider=self.name,
-                retryable=status == 429 or status >= 500,
-            )
         if not isinstance(data, dict):
             raise ProviderError(
                 f"{self.name} answered HTTP {status} with a body that is not a JSON object",
@@ -146,35 +131,55 @@ class OpenAICompatibleProvider:
         )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        body = orjson.dumps(
+            {**self._arguments(request), "stream": True, "stream_options": {"include_usage": True}}
+        )
         started = time.perf_counter()
         first_token: float | None = None
         parts: list[str] = []
         finish_reason = "stop"
         input_tokens = output_tokens = 0
+        # No total deadline: a long answer may stream for minutes; a stalled one may not.
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=request.timeout_s, sock_read=request.timeout_s
+        )
         try:
-            chunks = await self._client.chat.completions.create(
-                **self._arguments(request),
-                timeout=request.timeout_s,
-                stream=True,
-                stream_options={"include_usage": True},
-            )
-            async for chunk in chunks:
-                if chunk.usage is not None:
-                    input_tokens = chunk.usage.prompt_tokens
-                    output_tokens = chunk.usage.completion_tokens
-                if not chunk.choices:
-                    continue
-                choice = chunk.choices[0]
-                if choice.finish_reason:
-                    finish_reason = choice.finish_reason
-                delta = choice.delta.content or ""
-                if delta:
-                    if first_token is None:
-                        first_token = time.perf_counter() - started
-                    parts.append(delta)
-                    yield StreamEvent(delta=delta)
-        except Exception as exc:
-            raise self._translate(exc) from exc
+            async with self._http().post(
+                self._url, data=body, headers=self._headers, timeout=timeout
+            ) as response:
+                if response.status >= 400:
+                    raise self._status_error(response.status, await response.read())
+                async for data in _sse_data(response.content):
+                    if data == b"[DONE]":
+                        break
+                    chunk = self._decode(data)
+                    if "error" in chunk:
+                        raise self._status_error(response.status, data)
+                    usage = chunk.get("usage")
+                    if usage:
+                        input_tokens = int(usage.get("prompt_tokens") or 0)
+                        output_tokens = int(usage.get("completion_tokens") or 0)
+                    choices = chunk.get("choices") or ()
+                    if not choices:
+                        continue
+                    choice = choices[0]
+                    finish_reason = choice.get("finish_reason") or finish_reason
+                    delta = (choice.get("delta") or {}).get("content") or ""
+                    if delta:
+                        if first_token is None:
+                            first_token = time.perf_counter() - started
+                        parts.append(delta)
+                        yield StreamEvent(delta=delta)
+        except TimeoutError as exc:
+            raise DeadlineExceededError(
+                f"{self.name} stopped answering for {request.timeout_s:g} s ({self._base_url})"
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise ProviderError(
+                f"cannot reach {self.name} at {self._base_url}: {exc}",
+                provider=self.name,
+                retryable=not parts,  # once text went out, a retry would repeat it
+            ) from exc
         elapsed = time.perf_counter() - started
         text = "".join(parts)
         if not output_tokens and text:
@@ -193,31 +198,50 @@ class OpenAICompatibleProvider:
             )
         )
 
-    def _translate(self, exc: Exception) -> Exception:
-        if isinstance(exc, openai.APITimeoutError):
-            return DeadlineExceededError(f"{self.name} did not answer in time ({self._base_url})")
-        if isinstance(exc, openai.APIConnectionError):
-            return ProviderError(
-                f"cannot reach {self.name} at {self._base_url}: {exc}",
+    def _decode(self, data: bytes) -> dict[str, Any]:
+        try:
+            decoded = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            decoded = None
+        if not isinstance(decoded, dict):
+            raise ProviderError(
+                f"{self.name} sent a stream event that is not a JSON object: {data[:100]!r}",
                 provider=self.name,
-                retryable=True,
             )
-        if isinstance(exc, openai.APIStatusError):
-            retryable = exc.status_code == 429 or exc.status_code >= 500
-            # The SDK prefixes "Error code: N - "; the provider's own message is in the body.
-            body = exc.body
-            detail = body.get("message") if isinstance(body, dict) else None
-            detail = detail or exc.message or str(exc)
-            return ProviderError(
-                f"{self.name} answered HTTP {exc.status_code}: {detail}",
-                provider=self.name,
-                retryable=retryable,
-            )
-        if isinstance(exc, ProviderError | DeadlineExceededError):
-            return exc
-        return ProviderError(f"{self.name} failed: {exc!r}", provider=self.name)
+        return decoded
+
+    def _status_error(self, status: int, raw: bytes) -> ProviderError:
+        try:
+            data = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            data = None
+        error = data.get("error") if isinstance(data, dict) else None
+        detail = error.get("message") if isinstance(error, dict) else None
+        if detail is None and isinstance(error, str):
+            detail = error
+        text = detail or raw[:200].decode("utf-8", "replace") or "no detail"
+        return ProviderError(
+            f"{self.name} answered HTTP {status}: {text}",
+            provider=self.name,
+            retryable=status == 429 or status >= 500,
+        )
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
-        await self._client.close()
+
+
+async def _sse_data(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """The ``data:`` payloads of a server-sent event stream (one per event; comments,
+    ``event:`` and ``id:`` lines skipped; multi-line data joined with newlines)."""
+    lines: list[bytes] = []
+    async for raw in content:
+        line = raw.rstrip(b"\r\n")
+        if not line:
+            if lines:
+                yield b"\n".join(lines)
+                lines = []
+        elif line.startswith(b"data:"):
+            lines.append(line[6:] if line[5:6] == b" " else line[5:])
+    if lines:
+        yield b"\n".join(lines)

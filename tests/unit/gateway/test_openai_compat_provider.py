@@ -3,8 +3,11 @@ an error a caller can act on (retryable or not, naming the provider)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from llmproxy.gateway.fake_upstream import ANSWER, FakeUpstream
 from llmproxy.gateway.providers.openai_compat import OpenAICompatibleProvider
 from llmproxy.gateway.providers.port import ChatMessage, ChatRequest
 from llmproxy.platform.errors import DeadlineExceededError, ProviderError
@@ -85,3 +88,55 @@ async def test_a_slow_upstream_is_a_deadline_error() -> None:
                 await provider.complete(ChatRequest(model="m", messages=(), timeout_s=0.2))
         finally:
             await provider.close()
+
+
+async def test_a_stream_yields_the_text_in_pieces_then_the_upstream_usage() -> None:
+    async with FakeUpstream() as upstream:
+        provider = OpenAICompatibleProvider("fake", base_url=upstream.base_url)
+        try:
+            events = [e async for e in provider.stream(REQUEST)]
+        finally:
+            await provider.close()
+    deltas = [e.delta for e in events if e.delta]
+    assert len(deltas) > 1 and "".join(deltas).strip() == ANSWER
+    final = events[-1].result
+    assert final is not None and final.text == "".join(deltas)
+    assert (final.input_tokens, final.output_tokens) == (12, 7)
+    assert final.finish_reason == "stop"
+
+
+async def test_a_stream_refused_up_front_is_the_same_readable_error() -> None:
+    with FakeOpenAIServer(Behaviour(status=503)) as upstream:
+        provider = OpenAICompatibleProvider("fake", base_url=upstream.base_url)
+        try:
+            with pytest.raises(ProviderError) as caught:
+                _ = [e async for e in provider.stream(REQUEST)]
+        finally:
+            await provider.close()
+    assert caught.value.message == "fake answered HTTP 503: model overloaded"
+    assert caught.value.retryable
+
+
+async def test_an_error_event_inside_a_stream_ends_it_with_the_providers_message() -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n"
+            b'data: {"choices": [{"index": 0, "delta": {"content": "Par"}}]}\n\n'
+            b'data: {"error": {"message": "the model crashed"}}\n\n'
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    provider = OpenAICompatibleProvider("fake", base_url=f"http://127.0.0.1:{port}/v1")
+    seen: list[str] = []
+    try:
+        with pytest.raises(ProviderError, match="the model crashed"):
+            async for event in provider.stream(REQUEST):
+                seen.append(event.delta)
+    finally:
+        await provider.close()
+        server.close()
+    assert seen == ["Par"]  # what came before the error was passed on
