@@ -27,6 +27,7 @@ from llmproxy.platform.bus.subjects import (
 )
 from llmproxy.platform.errors import InvalidArgumentError, UnavailableError
 from tests.support.nats_server import NatsServer
+from tests.support.tcp_proxy import PausableProxy
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -381,6 +382,45 @@ async def test_a_publish_while_the_server_is_down_completes_when_it_is_back(
     async with asyncio.timeout(WAIT):
         await publishing
     await recorder.wait_for(lambda: recorder.ids() == ["outage"])
+
+
+@pytest.mark.nats
+@pytest.mark.parametrize("consumer_lost", [False, True], ids=["consumer-kept", "consumer-lost"])
+async def test_a_broadcast_subscriber_that_lost_its_connection_gets_what_it_missed(
+    real: NatsHarness, nats_server: NatsServer, consumer_lost: bool
+) -> None:
+    """A cache replica cut off from NATS while others publish invalidations must apply them
+    once it is back — also when the server dropped its consumer meanwhile (an outage longer
+    than ``broadcast_inactive_threshold``): it is remade from where it left off."""
+    proxy = PausableProxy("127.0.0.1", nats_server.port)
+    await proxy.start()
+    replica = await JetStreamBus.connect(
+        f"nats://127.0.0.1:{proxy.port}", name="replica", options=FAST
+    )
+    try:
+        recorder = Recorder()
+        subscription = await replica.subscribe(
+            CACHE_INVALIDATE, recorder, consumer="cache", delivery=Delivery.BROADCAST
+        )
+        await real.bus.publish(CACHE_INVALIDATE, b"", event_id="before")
+        await recorder.wait_for(lambda: recorder.ids() == ["before"])
+
+        await proxy.pause()
+        missed = [f"missed{i}" for i in range(3)]
+        for event_id in missed:  # published by another replica while this one is cut off
+            await real.bus.publish(CACHE_INVALIDATE, b"", event_id=event_id)
+        if consumer_lost:
+            stream = stream_for(CACHE_INVALIDATE).name
+            await real._probe.jetstream().delete_consumer(stream, subscription.consumer)  # type: ignore[attr-defined]
+        await proxy.resume()
+
+        async with asyncio.timeout(15):
+            await recorder.wait_for(lambda: recorder.ids() == ["before", *missed])
+        await real.bus.publish(CACHE_INVALIDATE, b"", event_id="after")
+        await recorder.wait_for(lambda: recorder.ids() == ["before", *missed, "after"])
+    finally:
+        await replica.close()
+        await proxy.close()
 
 
 async def test_connect_to_a_closed_port_fails_fast_with_unavailable() -> None:
