@@ -243,12 +243,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_admin_commands(sub)
 
+    from llmproxy.optimizer.router.cli import add_router_commands
+
+    add_router_commands(sub)
+
+    from llmproxy.scheduler.jobs_cli import add_jobs_commands
+
+    add_jobs_commands(sub)
+
     try:
         from llmproxy.scheduler.sim.cli import add_sim_commands
     except ImportError:
         pass
     else:
         add_sim_commands(sub)
+
+    from llmproxy.optimizer.cli import add_search_commands
+
+    add_search_commands(sub)
     return parser
 
 

@@ -48,6 +48,8 @@ from llmproxy.platform.embeddings import DIMENSIONS, Embedder  # noqa: E402
 
 PAIRS = ROOT.parent / "shared" / "data" / "cache" / "paraphrase_pairs.json"
 NEAR_MISSES = Path(__file__).with_name("near_misses.json")
+#: hand labels of the hits whose entry is not the asked paraphrase's own question
+HIT_LABELS = Path(__file__).with_name("hit_labels.json")
 T0 = datetime(2025, 11, 24, tzinfo=UTC)
 SCOPE = ScopeKey("bench", "app", "objective:cost", "", "")
 #: origins at least this similar to a cached origin make their paraphrase's hit ambiguous
@@ -89,6 +91,10 @@ def _same_question(a: str, b: str) -> bool:
 def quality(embedder: Embedder, limit: int | None) -> dict[str, Any]:
     pairs = json.loads(PAIRS.read_text())[:limit]
     near = json.loads(NEAR_MISSES.read_text())["pairs"]
+    labels = {
+        (item["asked"], item["matched"]): bool(item["same_question"])
+        for item in json.loads(HIT_LABELS.read_text())["labels"]
+    }
     half = len(pairs) // 2
     cached = pairs[:half]  # the other half is asked but never cached
     scope = scope_digest(SCOPE)
@@ -124,6 +130,8 @@ def quality(embedder: Embedder, limit: int | None) -> dict[str, Any]:
     sweep: list[dict[str, Any]] = []
     for threshold in THRESHOLDS:
         correct = wrong = unclear = 0
+        # by the hand labels: hits on another entry that asks the same thing are right
+        labelled_right = labelled_wrong = unlabelled = 0
         for i, pair in enumerate(pairs):
             hit = ask(memory, scope, pair["similar"], asked_vectors[i], threshold).hit
             if hit is None:
@@ -131,10 +139,18 @@ def quality(embedder: Embedder, limit: int | None) -> dict[str, Any]:
             # the data repeats some origins (a paraphrase of B may ask A's very question)
             if _same_question(hit.entry.prompt, pair["origin"]):
                 correct += 1
-            elif i in ambiguous:
+                continue
+            if i in ambiguous:
                 unclear += 1
             else:
                 wrong += 1
+            label = labels.get((pair["similar"], hit.entry.prompt))
+            if label is None:
+                unlabelled += 1
+            elif label:
+                labelled_right += 1
+            else:
+                labelled_wrong += 1
         near_hits: dict[str, int] = {}
         for i, (category, _, b) in enumerate(near):
             if ask(near_memory, near_scopes[i], b, near_asked[i], threshold).hit is not None:
@@ -147,6 +163,14 @@ def quality(embedder: Embedder, limit: int | None) -> dict[str, Any]:
                 correct / (correct + wrong) if correct + wrong else 1.0
             ),
             "ambiguous_hits": unclear,
+            "precision_hand_labelled": (
+                (correct + labelled_right) / (correct + labelled_right + labelled_wrong)
+                if correct + labelled_right + labelled_wrong
+                else 1.0
+            ),
+            "hits_labelled_right": labelled_right,
+            "hits_labelled_wrong": labelled_wrong,
+            "hits_unlabelled": unlabelled,
             "recall": correct / answerable,
             "false_hits": wrong,
             "near_miss_hits": sum(near_hits.values()),
@@ -163,6 +187,13 @@ def quality(embedder: Embedder, limit: int | None) -> dict[str, Any]:
         r for r in sweep if r["precision_ambiguous_excluded"] >= 0.97 and r["near_miss_hits"] == 0
     ]
     chosen = max(ok, key=lambda r: r["recall"]) if ok else None
+    ok_labelled = [
+        r
+        for r in sweep
+        if r["precision_hand_labelled"] >= 0.97
+        and r["near_miss_hits"] == 0
+        and r["hits_unlabelled"] == 0
+    ]
     return {
         "pairs_cached": len(cached),
         "paraphrases_asked": len(pairs),
@@ -176,6 +207,10 @@ def quality(embedder: Embedder, limit: int | None) -> dict[str, Any]:
         "operating_point": chosen,
         "operating_point_ambiguous_excluded": (
             max(ok_ambiguous_excluded, key=lambda r: r["recall"]) if ok_ambiguous_excluded else None
+        ),
+        "hand_labels": str(HIT_LABELS.relative_to(ROOT)),
+        "operating_point_hand_labelled": (
+            max(ok_labelled, key=lambda r: r["recall"]) if ok_labelled else None
         ),
     }
 
@@ -272,6 +307,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="small sizes for CI")
     parser.add_argument("--out", help="result file (default bench/results/cache[_smoke].json)")
+    parser.add_argument(
+        "--quality-only",
+        action="store_true",
+        help="measure quality alone and replace that part of the existing result file",
+    )
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     if not PAIRS.is_file():
@@ -279,13 +319,21 @@ def main() -> None:
     sizes = [10_000] if args.smoke else [10_000, 100_000, 1_000_000]
     embedder = Embedder()
     embedder.embed(["warm up"])
+    path = Path(args.out) if args.out else RESULTS / f"cache{'_smoke' if args.smoke else ''}.json"
+    if args.quality_only:
+        result = json.loads(path.read_text())
+        result["quality"] = quality(embedder, 200 if args.smoke else None)
+        result["quality_command"] = " ".join(["python", "bench/cache/run.py", *sys.argv[1:]])
+        path.write_text(json.dumps(result, indent=1))
+        print_tables(result)
+        print(f"\nwrote {path} (quality part)")
+        return
     result: dict[str, Any] = {"machine": machine(), "smoke": args.smoke}
     result["quality"] = quality(embedder, 200 if args.smoke else None)
     result["embedding"] = embedding_speed(embedder, 50 if args.smoke else 300)
     result["lookup"] = [lookup_speed(size, 200 if args.smoke else 1000) for size in sizes]
     result["rpc"] = asyncio.run(rpc_speed(embedder, 1000 if args.smoke else 10_000,
                                           50 if args.smoke else 300))  # fmt: skip
-    path = Path(args.out) if args.out else RESULTS / f"cache{'_smoke' if args.smoke else ''}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1))
     print_tables(result)
@@ -298,19 +346,28 @@ def print_tables(result: dict[str, Any]) -> None:
           f"asked ({q['paraphrases_whose_question_is_cached']} of them answerable), "
           f"{q['near_miss_pairs']} near misses")  # fmt: skip
     print(f"{q['ambiguous_paraphrases']} paraphrases are ambiguous ({q['ambiguous_rule']})")
-    print("| threshold | precision | precision, ambiguous excluded | recall | false hits "
-          "| ambiguous hits | near-miss hits | same, no guard |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
+    print("| threshold | precision | precision, ambiguous excluded | precision, hand-labelled "
+          "| recall | false hits | ambiguous hits | labelled right / wrong / unlabelled "
+          "| near-miss hits | same, no guard |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for row, bare in zip(q["sweep"], q["near_miss_hits_without_guard"], strict=True):
         print(f"| {row['threshold']:.2f} | {row['precision']:.3f} | "
-              f"{row['precision_ambiguous_excluded']:.3f} | {row['recall']:.3f} | "
-              f"{row['false_hits']} | {row['ambiguous_hits']} | {row['near_miss_hits']} | "
+              f"{row['precision_ambiguous_excluded']:.3f} | "
+              f"{row.get('precision_hand_labelled', float('nan')):.3f} | {row['recall']:.3f} | "
+              f"{row['false_hits']} | {row['ambiguous_hits']} | "
+              f"{row.get('hits_labelled_right')} / {row.get('hits_labelled_wrong')} / "
+              f"{row.get('hits_unlabelled')} | {row['near_miss_hits']} | "
               f"{bare['near_miss_hits']} |")  # fmt: skip
     point = q["operating_point"]
     print(f"operating point: {point['threshold'] if point else 'none meets the target'}")
     point = q["operating_point_ambiguous_excluded"]
     print(
         "operating point, ambiguous excluded: "
+        f"{point['threshold'] if point else 'none meets the target'}"
+    )
+    point = q.get("operating_point_hand_labelled")
+    print(
+        "operating point, hand-labelled (every hit judged): "
         f"{point['threshold'] if point else 'none meets the target'}"
     )
     e = result["embedding"]

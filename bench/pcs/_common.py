@@ -20,8 +20,10 @@ class RunTimeout(Exception):
 
 
 @contextmanager
-def time_limit(seconds: float | None) -> Iterator[None]:
-    """Abort the body with RunTimeout after ``seconds`` of wall time (main thread, POSIX)."""
+def time_limit(seconds: float | None, clock: str = "wall") -> Iterator[None]:
+    """Abort the body with RunTimeout after ``seconds`` of wall time, or of this process's
+    CPU time with ``clock="cpu"`` (a budget that a loaded, shared machine does not eat);
+    main thread, POSIX."""
     if not seconds:
         yield
         return
@@ -29,13 +31,26 @@ def time_limit(seconds: float | None) -> Iterator[None]:
     def _raise(signum: int, frame: Any) -> None:
         raise RunTimeout
 
-    previous = signal.signal(signal.SIGALRM, _raise)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    timer, sig = (
+        (signal.ITIMER_PROF, signal.SIGPROF)
+        if clock == "cpu"
+        else (signal.ITIMER_REAL, signal.SIGALRM)
+    )
+    previous = signal.signal(sig, _raise)
+    signal.setitimer(timer, seconds)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(timer, 0)
+        signal.signal(sig, previous)
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (how shared the machine was), where the OS tells it."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
 
 
 def machine() -> dict[str, Any]:

@@ -14,10 +14,11 @@ Predictions are made for min(5000 / jobs, 1) of the jobs by default, as the PCS 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 
-from _common import RunTimeout, machine, result_path, time_limit, write_result
+from _common import RunTimeout, load_average, machine, result_path, time_limit, write_result
 
 from llmproxy.scheduler.core import ClusterConfig, make_policy
 from llmproxy.scheduler.sim import (
@@ -82,21 +83,40 @@ def main() -> int:
         help="give up on one policy run after this many seconds",
     )
     parser.add_argument(
+        "--timeout-clock",
+        choices=("cpu", "wall"),
+        default="cpu",
+        help="what --timeout counts: CPU seconds of this process (default) or wall seconds",
+    )
+    parser.add_argument(
         "--out",
         default=None,
         help="result file (default: bench/results/pcs_compare[_smoke].json)",
+    )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the result file's other runs; replace only the (trace, policy) runs made now",
     )
     args = parser.parse_args()
 
     limit = 300 if args.smoke else None
     out_path = result_path("pcs_compare_smoke" if args.smoke else "pcs_compare", args.out)
+    command = " ".join(["bench/pcs/compare.py", *sys.argv[1:]])
     payload: dict = {
-        "command": " ".join(["bench/pcs/compare.py", *sys.argv[1:]]),
+        "command": command,
         "machine": machine(),
         "gpus": args.gpus,
         "published": PUBLISHED,
         "traces": {},
     }
+    if args.merge and out_path.exists():
+        earlier = json.loads(out_path.read_text())
+        payload["traces"] = earlier.get("traces", {})
+        payload["earlier_commands"] = [
+            earlier.get("command"),
+            *earlier.get("earlier_commands", []),
+        ]
     cluster = ClusterConfig(gpus=args.gpus)
     for trace in [t for t in args.traces.split(",") if t]:
         path = trace_path(trace, DEFAULT_DATA_DIR)
@@ -110,13 +130,24 @@ def main() -> int:
             else float(args.prediction_share)
         )
         specs = default_specs(trace, args.policies.split(","), args.presets.split(","))
-        entry = {"jobs": len(jobs), "prediction_share": share, "runs": [], "timeouts": []}
+        entry = payload["traces"].get(trace) or {}
+        if entry.get("prediction_share") not in (None, share):
+            entry = {}  # measured at another prediction share: not mergeable
+        labels = {spec.label for spec in specs}
+        entry = {
+            "jobs": len(jobs),
+            "prediction_share": share,
+            "runs": [r for r in entry.get("runs", []) if r["policy"] not in labels],
+            "timeouts": [t for t in entry.get("timeouts", []) if t["policy"] not in labels],
+        }
         payload["traces"][trace] = entry
         summaries = []
         for spec in specs:
             started = time.perf_counter()
+            cpu_started = time.process_time()
+            load_before = load_average()
             try:
-                with time_limit(args.timeout):
+                with time_limit(args.timeout, args.timeout_clock):
                     result = simulate(
                         jobs,
                         cluster,
@@ -124,13 +155,30 @@ def main() -> int:
                         prediction_share=share,
                     )
             except RunTimeout:
-                entry["timeouts"].append({"policy": spec.label, "after_s": args.timeout})
-                print(f"{trace} {spec.label}: gave up after {args.timeout:.0f} s")
+                entry["timeouts"].append(
+                    {
+                        "policy": spec.label,
+                        "after_s": args.timeout,
+                        "clock": args.timeout_clock,
+                        "command": command,
+                    }
+                )
+                print(
+                    f"{trace} {spec.label}: gave up after {args.timeout:.0f} {args.timeout_clock} s"
+                )
                 write_result(out_path, payload)
                 continue
             summary = summarize(result, spec.label)
             summaries.append(summary)
-            entry["runs"].append(summary.as_dict())
+            entry["runs"].append(
+                {
+                    **summary.as_dict(),
+                    "cpu_s": time.process_time() - cpu_started,
+                    "load_before": load_before,
+                    "load_after": load_average(),
+                    "command": command,
+                }
+            )
             print(f"{trace} {spec.label}: {time.perf_counter() - started:.1f} s", flush=True)
             write_result(out_path, payload)
         if summaries:

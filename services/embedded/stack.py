@@ -116,6 +116,7 @@ class EmbeddedStack:
         self.config = config
         self._say = say
         self._children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self._service_envs: dict[str, dict[str, str]] = {}
         self.addresses: dict[str, str] = {}
         self.nats_url = config.environ.get("NATS_URL", "")
         self.database_url = config.environ.get("DATABASE_URL", "")
@@ -218,16 +219,20 @@ class EmbeddedStack:
         env.update({f"LLMPROXY_{svc.upper()}_ADDR": addr for svc, addr in self.addresses.items()})
         if name == "gateway":
             env["LLMPROXY_HTTP_PORT"] = str(self.config.http_port)
+        if name == "whatsapp":
+            # the gateway starts after it, on its fixed port; the webhook is on only when
+            # WhatsApp credentials are in the environment (tenant "local", the CLI's key)
+            env.setdefault("LLMPROXY_GATEWAY_ADDR", f"127.0.0.1:{self.config.gateway_port}")
+            if env.get("LLMPROXY_WHATSAPP_APP_SECRET") and self.api_key_file.exists():
+                env.setdefault("LLMPROXY_WEBHOOK_PORT", "8090")
+                env.setdefault("LLMPROXY_GATEWAY_API_KEY", self.api_key_file.read_text().strip())
         return env
 
     async def _start_service(self, name: str) -> None:
         port = self.config.gateway_port if name == "gateway" else free_port()
         address = f"127.0.0.1:{port}"
-        process = self._spawn(
-            name,
-            [sys.executable, "-m", "llmproxy.cli", "serve", name],
-            env=self._service_env(name, port),
-        )
+        self._service_envs[name] = self._service_env(name, port)
+        process = self._spawn(name, _serve_argv(name), env=self._service_envs[name])
         await self._wait(lambda: _serving(address), f"{name} service", process)
         self.addresses[name] = address
         self._say(f"  {name:<9} SERVING on {address}")
@@ -283,6 +288,28 @@ class EmbeddedStack:
         }
         (self.config.home / STACK_FILE).write_text(json.dumps(document, indent=2))
 
+    # -- one child at a time (operators, fault tests) ---------------------------------------
+
+    def process(self, name: str) -> subprocess.Popen[bytes]:
+        """The child process called ``name`` ("nats", "model" or a service)."""
+        for child, process in self._children:
+            if child == name:
+                return process
+        raise KeyError(f"no child process called {name!r}")
+
+    async def restart_service(self, name: str) -> None:
+        """Start service ``name`` again on the same address with the same settings (after it
+        crashed or was killed; a running one is stopped first) and wait until SERVING."""
+        index = next(i for i, (child, _) in enumerate(self._children) if child == name)
+        old = self._children[index][1]
+        await asyncio.to_thread(stop_process, old, timeout_s=self.config.drain_timeout_s + 5)
+        address = self.addresses[name]
+        log = self.logs / f"{name}.log"
+        process = spawn(_serve_argv(name), env=self._service_envs[name], log_path=log)
+        self._children[index] = (name, process)
+        await self._wait(lambda: _serving(address), f"{name} service", process)
+        self._write_stack_file()
+
     # -- stop -----------------------------------------------------------------------------
 
     async def stop(self) -> None:
@@ -294,6 +321,10 @@ class EmbeddedStack:
                 stop_process, process, timeout_s=self.config.drain_timeout_s + 5
             )
             self._say(f"  stopped {name} (exit {code})")
+
+
+def _serve_argv(name: str) -> list[str]:
+    return [sys.executable, "-m", "llmproxy.cli", "serve", name]
 
 
 def _read_nats_url(ports_file: Path) -> str | None:

@@ -27,13 +27,12 @@ from llmproxy.gateway.access import Caller
 from llmproxy.gateway.catalog import Catalog, ModelSpec
 from llmproxy.gateway.core import (
     TOKENS_PER_MESSAGE,
+    QuoteLine,
     backoff_delays,
     check_context_window,
-    choose_model,
     estimate_request,
     fallback_chain,
     output_budget,
-    quote_lines,
     validate_messages,
     validate_prompt,
 )
@@ -52,6 +51,15 @@ from llmproxy.gateway.replies import (
     reply_for,
 )
 from llmproxy.gateway.reservations import LimitGuard, Reservation
+from llmproxy.gateway.selection import (
+    ModelProfile,
+    NoEligibleModelError,
+    RouterAdvice,
+    Selection,
+    Weights,
+    select_model,
+)
+from llmproxy.gateway.selection import Preferences as SelectionPreferences
 from llmproxy.platform.bus.port import EventBus
 from llmproxy.platform.bus.subjects import LLM_COMPLETED
 from llmproxy.platform.errors import (
@@ -104,6 +112,40 @@ class ContextPort(Protocol):
     ) -> context_pb2.BuildContextReply: ...
 
 
+class RouterPort(Protocol):
+    """The active router (``optimizer.router.live.LiveRouter`` in the product)."""
+
+    async def advise(self, prompt: str) -> RouterAdvice | None: ...
+
+
+class ProfilesPort(Protocol):
+    """The latest model profiles (``profiler.live.LiveProfiles`` in the product)."""
+
+    def profiles(self) -> Mapping[str, ModelProfile]: ...
+
+
+_OBJECTIVE_NAMES = {
+    common_pb2.OBJECTIVE_COST: "cost",
+    common_pb2.OBJECTIVE_BALANCED: "balanced",
+    common_pb2.OBJECTIVE_QUALITY: "quality",
+    common_pb2.OBJECTIVE_LATENCY: "latency",
+}
+
+
+def _selection_preferences(prefs: common_pb2.Preferences) -> SelectionPreferences:
+    w = prefs.weights
+    deadline = prefs.deadline.ToTimedelta().total_seconds() if prefs.HasField("deadline") else 0
+    return SelectionPreferences(
+        objective=_OBJECTIVE_NAMES.get(prefs.objective, ""),
+        weights=Weights(w.cost, w.latency, w.quality) if prefs.HasField("weights") else None,
+        max_cost_nanousd=prefs.max_cost_nanousd,
+        deadline_s=deadline,
+        pinned=prefs.pinned_model,
+        allowed=tuple(prefs.allowed_models),
+        allow_cascade=prefs.allow_cascade,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """Retries of one model on retryable errors, before falling back to the next."""
@@ -133,6 +175,8 @@ class AskFlow:
         provider_timeout_s: float = 60.0,
         limits: LimitGuard | None = None,
         cache: CachePort | None = None,
+        router: RouterPort | None = None,
+        profiles: ProfilesPort | None = None,
         retry: RetryPolicy = RetryPolicy(),
         default_output_cap: int = 1024,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -146,6 +190,8 @@ class AskFlow:
         self._timeout = provider_timeout_s
         self._limits = limits
         self._cache = cache
+        self._router = router
+        self._profiles = profiles
         self._retry = retry
         self._output_cap = default_output_cap
         self._sleep = sleep
@@ -164,6 +210,30 @@ class AskFlow:
         if request.messages:
             validate_messages([m.content for m in request.messages])
 
+    async def _select(self, request: gateway_pb2.AskRequest, caller: Caller) -> Selection:
+        """The model for ``request`` — the one decision Ask and Quote share.
+
+        Priced on the request's own texts (a conversation's history is not read here), so a
+        quote and the ask that follows it see the same inputs. The prompt is embedded for
+        the router only when a router is active and no model is pinned.
+        """
+        prefs = request.preferences
+        texts = [request.system_prompt, request.prompt, *(m.content for m in request.messages)]
+        advice = None
+        if self._router is not None and not prefs.pinned_model:
+            question = request.prompt or (request.messages[-1].content if request.messages else "")
+            advice = await self._router.advise(question)
+        return select_model(
+            self._catalog,
+            _selection_preferences(prefs),
+            input_tokens=sum(count_tokens(t) + TOKENS_PER_MESSAGE for t in texts if t),
+            max_tokens=request.generation.max_tokens or None,
+            task_category=request.task_category,
+            profiles=self._profiles.profiles() if self._profiles is not None else None,
+            router=advice,
+            reference_model=caller.reference_model,
+        )
+
     async def _prepare(self, request: gateway_pb2.AskRequest, caller: Caller) -> Prepared:
         caller.require(SCOPE_CHAT)
         self._validate(request)
@@ -172,7 +242,7 @@ class AskFlow:
         scope.tenant_id, scope.app_id = caller.tenant_id, caller.app_id
         prefs = request.preferences
         allowed = tuple(prefs.allowed_models)
-        choice = choose_model(self._catalog, pinned=prefs.pinned_model, allowed=allowed)
+        choice = await self._select(request, caller)
         gen = request.generation
         if gen.max_tokens < 0:
             raise InvalidArgumentError(
@@ -522,24 +592,39 @@ class AskFlow:
         """
         caller.require(SCOPE_CHAT)
         self._validate(request)
-        prefs = request.preferences
-        allowed = tuple(prefs.allowed_models)
-        choice = choose_model(self._catalog, pinned=prefs.pinned_model, allowed=allowed)
         texts = [request.system_prompt, request.prompt, *(m.content for m in request.messages)]
         input_tokens = sum(count_tokens(t) + TOKENS_PER_MESSAGE for t in texts if t)
-        deadline = prefs.deadline.ToTimedelta().total_seconds() if prefs.HasField("deadline") else 0
-        lines = quote_lines(
-            self._catalog,
-            choice.model,
-            input_tokens=input_tokens,
-            max_tokens=request.generation.max_tokens or None,
-            allowed=allowed,
-            max_cost_nanousd=prefs.max_cost_nanousd,
-            deadline_s=deadline,
-        )
+        # the very decision Ask makes (same function, same inputs); a request no model can
+        # serve still gets every option, each with its reason, and none selected
+        chosen: Selection | None
+        try:
+            chosen = await self._select(request, caller)
+            candidates = chosen.options
+        except NoEligibleModelError as exc:
+            chosen, candidates = None, exc.options
         now = datetime.now(UTC)
+        options = []
+        for candidate in candidates:
+            selected = chosen is not None and candidate.model.name == chosen.model.name
+            line = QuoteLine(
+                model=candidate.model,
+                estimated_cost_nanousd=candidate.estimated_cost_nanousd,
+                estimated_latency_s=candidate.estimated_latency_s,
+                selected=selected,
+                within_constraints=candidate.within_constraints,
+                excluded_reason=candidate.excluded_reason,
+            )
+            option = quote_option(line, chosen.policy if chosen else "", now)
+            option.choice.predicted_quality = candidate.predicted_quality
+            option.estimated_saved_nanousd = candidate.saved_vs_reference_nanousd
+            if chosen is not None:
+                option.reference_model = chosen.reference_model
+                if selected:
+                    option.choice.reason = chosen.reason
+                    option.choice.escalated = chosen.escalated
+            options.append(option)
         return gateway_pb2.QuoteReply(
-            options=[quote_option(line, choice.policy, now) for line in lines],
+            options=options,
             cache=common_pb2.CacheReport(outcome=common_pb2.CACHE_OUTCOME_BYPASSED),
             context=common_pb2.ContextReport(
                 strategy=common_pb2.CONTEXT_STRATEGY_NONE,

@@ -10,6 +10,7 @@ from llmproxy.gateway.catalog import Catalog, ModelSpec
 from llmproxy.gateway.core import Choice, QuoteLine, price_answer
 from llmproxy.gateway.limits import Amounts
 from llmproxy.gateway.providers.port import ChatRequest, ChatResult
+from llmproxy.gateway.selection import Selection
 from llmproxy.platform.events import new_event_meta
 from llmproxy.v1 import cache_pb2, common_pb2, events_pb2, gateway_pb2
 
@@ -60,12 +61,15 @@ def choice_message(
 ) -> common_pb2.ModelChoice:
     answered = model or choice.model
     fallback = answered.name != choice.model.name
+    selected = isinstance(choice, Selection) and not fallback
     return common_pb2.ModelChoice(
         provider=answered.provider,
         model=answered.name,
         policy="fallback" if fallback else choice.policy,
         reason=reason or choice.reason,
-        predicted_quality=answered.quality,
+        # the selection's estimate (router, profile or prior) for the model it chose
+        predicted_quality=choice.predicted_quality if selected else answered.quality,
+        escalated=choice.escalated if selected else False,
     )
 
 

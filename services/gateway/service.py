@@ -14,6 +14,7 @@ import structlog
 from pydantic import Field, model_validator
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from llmproxy.cache.client import GrpcCacheClient
 from llmproxy.gateway.access import Authenticator, Caller
@@ -27,10 +28,15 @@ from llmproxy.gateway.providers.port import Provider
 from llmproxy.gateway.reservations import LimitGuard
 from llmproxy.gateway.servicer import GatewayServicer
 from llmproxy.gateway.store import SqlKeyDirectory, SqlLimitStore, SqlUsageLedger
+from llmproxy.optimizer.router.live import LiveRouter
+from llmproxy.platform.bus.port import Delivery, EventBus
+from llmproxy.platform.bus.subjects import POLICY_UPDATED, PROFILE_UPDATED
 from llmproxy.platform.connect import connect_bus, connect_database
 from llmproxy.platform.db.engine import redacted_url, session_factory
+from llmproxy.platform.embeddings import Embedder
 from llmproxy.platform.errors import ConfigurationError
 from llmproxy.platform.settings import Duration, ServiceSettings
+from llmproxy.profiler.live import LiveProfiles
 from llmproxy.v1 import gateway_pb2, gateway_pb2_grpc
 
 __all__ = ["App", "Settings"]
@@ -159,6 +165,7 @@ class App:
         opened.push_async_callback(engine.dispose)
         await _require_schema(engine, settings.database_url)
         sessions = session_factory(engine)
+        router, profiles = await _model_selection(bus, sessions, opened)
         channel = grpc.aio.insecure_channel(settings.context_addr)
         opened.push_async_callback(channel.close)
         cache = None
@@ -188,6 +195,8 @@ class App:
                 base_delay_s=settings.provider_backoff.total_seconds(),
             ),
             default_output_cap=settings.default_output_cap,
+            router=router,
+            profiles=profiles,
         )
         # Last in, first out: settlements and events finish before the bus and DB close.
         opened.push_async_callback(flow.drain)
@@ -217,6 +226,27 @@ class App:
 
     async def stop(self) -> None:
         await self._resources.aclose()
+
+
+async def _model_selection(
+    bus: EventBus, sessions: async_sessionmaker[AsyncSession], opened: AsyncExitStack
+) -> tuple[LiveRouter, LiveProfiles]:
+    """The active router and the model profiles, kept current by broadcasts (no restart).
+
+    Subscribed before reading the database, so an activation in between is not missed.
+    """
+    router, profiles = LiveRouter(sessions, Embedder()), LiveProfiles()
+    for subject, handler, consumer in (
+        (POLICY_UPDATED, router.on_policy_updated, "gateway-router"),
+        (PROFILE_UPDATED, profiles.on_profile_updated, "gateway-profiles"),
+    ):
+        subscription = await bus.subscribe(
+            subject, handler, consumer=consumer, delivery=Delivery.BROADCAST
+        )
+        opened.push_async_callback(subscription.stop)
+    await router.load()
+    await profiles.load(sessions)
+    return router, profiles
 
 
 async def _sweep_forever(guard: LimitGuard, interval_s: float) -> None:

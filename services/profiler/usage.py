@@ -14,6 +14,7 @@ from llmproxy.platform.db.idempotency import claim_event
 from llmproxy.platform.db.models import UsageRecord
 from llmproxy.platform.errors import InvalidArgumentError
 from llmproxy.platform.events import decode_event
+from llmproxy.profiler.profiling import load_profiles
 from llmproxy.v1 import common_pb2, events_pb2, profiler_pb2, profiler_pb2_grpc
 
 __all__ = ["CONSUMER", "ProfilerServicer", "UsageRecorder", "usage_row"]
@@ -74,7 +75,7 @@ class UsageRecorder:
 
 
 class ProfilerServicer(profiler_pb2_grpc.ProfilerServicer):
-    """ListUsage. GetProfiles and EstimateJobSize come with model selection and scheduling."""
+    """ListUsage and GetProfiles. EstimateJobSize comes with scheduling."""
 
     def __init__(
         self,
@@ -83,6 +84,17 @@ class ProfilerServicer(profiler_pb2_grpc.ProfilerServicer):
     ) -> None:
         self._sessions = sessions
         self._now = clock
+
+    async def GetProfiles(
+        self, request: profiler_pb2.GetProfilesRequest, context: grpc.aio.ServicerContext
+    ) -> profiler_pb2.GetProfilesReply:
+        for index, name in enumerate(request.models):
+            if not name.strip():
+                raise InvalidArgumentError(
+                    "model names must not be empty", field=f"models[{index}]"
+                )
+        profiles = await load_profiles(self._sessions, request.models)
+        return profiler_pb2.GetProfilesReply(profiles=profiles)
 
     async def ListUsage(
         self, request: profiler_pb2.ListUsageRequest, context: grpc.aio.ServicerContext

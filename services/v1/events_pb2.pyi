@@ -129,7 +129,7 @@ class JobEvent(_message.Message):
     def __init__(self, meta: _Optional[_Union[EventMeta, _Mapping]] = ..., job: _Optional[_Union[_scheduler_pb2.Job, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ModelProfile(_message.Message):
-    __slots__ = ("provider", "model", "ttft_p50", "ttft_p95", "time_per_output_token_p50", "time_per_output_token_p95", "error_rate", "mean_cost_nanousd", "requests", "quality_by_category", "updated_at")
+    __slots__ = ("provider", "model", "ttft_p50", "ttft_p95", "time_per_output_token_p50", "time_per_output_token_p95", "error_rate", "mean_cost_nanousd", "requests", "quality_by_category", "updated_at", "errors", "ttft_p99", "time_per_output_token_p99", "latency_p50", "latency_p95", "feedback_by_category")
     class QualityByCategoryEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -137,6 +137,13 @@ class ModelProfile(_message.Message):
         key: str
         value: float
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class FeedbackByCategoryEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TTFT_P50_FIELD_NUMBER: _ClassVar[int]
@@ -148,6 +155,12 @@ class ModelProfile(_message.Message):
     REQUESTS_FIELD_NUMBER: _ClassVar[int]
     QUALITY_BY_CATEGORY_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    TTFT_P99_FIELD_NUMBER: _ClassVar[int]
+    TIME_PER_OUTPUT_TOKEN_P99_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P50_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P95_FIELD_NUMBER: _ClassVar[int]
+    FEEDBACK_BY_CATEGORY_FIELD_NUMBER: _ClassVar[int]
     provider: str
     model: str
     ttft_p50: _duration_pb2.Duration
@@ -159,7 +172,13 @@ class ModelProfile(_message.Message):
     requests: int
     quality_by_category: _containers.ScalarMap[str, float]
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, provider: _Optional[str] = ..., model: _Optional[str] = ..., ttft_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., ttft_p95: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., time_per_output_token_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., time_per_output_token_p95: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., error_rate: _Optional[float] = ..., mean_cost_nanousd: _Optional[int] = ..., requests: _Optional[int] = ..., quality_by_category: _Optional[_Mapping[str, float]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    errors: int
+    ttft_p99: _duration_pb2.Duration
+    time_per_output_token_p99: _duration_pb2.Duration
+    latency_p50: _duration_pb2.Duration
+    latency_p95: _duration_pb2.Duration
+    feedback_by_category: _containers.ScalarMap[str, int]
+    def __init__(self, provider: _Optional[str] = ..., model: _Optional[str] = ..., ttft_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., ttft_p95: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., time_per_output_token_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., time_per_output_token_p95: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., error_rate: _Optional[float] = ..., mean_cost_nanousd: _Optional[int] = ..., requests: _Optional[int] = ..., quality_by_category: _Optional[_Mapping[str, float]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., errors: _Optional[int] = ..., ttft_p99: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., time_per_output_token_p99: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., latency_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., latency_p95: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., feedback_by_category: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class ProfileUpdated(_message.Message):
     __slots__ = ("meta", "profiles")
@@ -178,26 +197,39 @@ class WfqClass(_message.Message):
     def __init__(self, size_boundary_seconds: _Optional[float] = ..., weight: _Optional[float] = ...) -> None: ...
 
 class WfqConfig(_message.Message):
-    __slots__ = ("classes", "clip_demand_factor", "delta")
+    __slots__ = ("classes", "clip_demand_factor", "delta", "max_job_gpus")
     CLASSES_FIELD_NUMBER: _ClassVar[int]
     CLIP_DEMAND_FACTOR_FIELD_NUMBER: _ClassVar[int]
     DELTA_FIELD_NUMBER: _ClassVar[int]
+    MAX_JOB_GPUS_FIELD_NUMBER: _ClassVar[int]
     classes: _containers.RepeatedCompositeFieldContainer[WfqClass]
     clip_demand_factor: float
     delta: float
-    def __init__(self, classes: _Optional[_Iterable[_Union[WfqClass, _Mapping]]] = ..., clip_demand_factor: _Optional[float] = ..., delta: _Optional[float] = ...) -> None: ...
+    max_job_gpus: int
+    def __init__(self, classes: _Optional[_Iterable[_Union[WfqClass, _Mapping]]] = ..., clip_demand_factor: _Optional[float] = ..., delta: _Optional[float] = ..., max_job_gpus: _Optional[int] = ...) -> None: ...
 
 class RouterPolicy(_message.Message):
-    __slots__ = ("version", "artifact_uri", "threshold", "candidate_models")
+    __slots__ = ("version", "artifact_uri", "threshold", "candidate_models", "embedding_model", "eval_metrics")
+    class EvalMetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_URI_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_MODELS_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_MODEL_FIELD_NUMBER: _ClassVar[int]
+    EVAL_METRICS_FIELD_NUMBER: _ClassVar[int]
     version: str
     artifact_uri: str
     threshold: float
     candidate_models: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, version: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., threshold: _Optional[float] = ..., candidate_models: _Optional[_Iterable[str]] = ...) -> None: ...
+    embedding_model: str
+    eval_metrics: _containers.ScalarMap[str, float]
+    def __init__(self, version: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., threshold: _Optional[float] = ..., candidate_models: _Optional[_Iterable[str]] = ..., embedding_model: _Optional[str] = ..., eval_metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class PolicyUpdated(_message.Message):
     __slots__ = ("meta", "policy_id", "router", "wfq", "scheduler_pool")
@@ -222,16 +254,18 @@ class SearchRequested(_message.Message):
     def __init__(self, meta: _Optional[_Union[EventMeta, _Mapping]] = ..., search_id: _Optional[str] = ...) -> None: ...
 
 class SearchEvaluate(_message.Message):
-    __slots__ = ("meta", "search_id", "candidate_id", "config")
+    __slots__ = ("meta", "search_id", "candidate_id", "config", "workload_key")
     META_FIELD_NUMBER: _ClassVar[int]
     SEARCH_ID_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_ID_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
+    WORKLOAD_KEY_FIELD_NUMBER: _ClassVar[int]
     meta: EventMeta
     search_id: str
     candidate_id: str
     config: WfqConfig
-    def __init__(self, meta: _Optional[_Union[EventMeta, _Mapping]] = ..., search_id: _Optional[str] = ..., candidate_id: _Optional[str] = ..., config: _Optional[_Union[WfqConfig, _Mapping]] = ...) -> None: ...
+    workload_key: str
+    def __init__(self, meta: _Optional[_Union[EventMeta, _Mapping]] = ..., search_id: _Optional[str] = ..., candidate_id: _Optional[str] = ..., config: _Optional[_Union[WfqConfig, _Mapping]] = ..., workload_key: _Optional[str] = ...) -> None: ...
 
 class SearchProgress(_message.Message):
     __slots__ = ("meta", "search_id", "generation", "evaluated", "front_size")

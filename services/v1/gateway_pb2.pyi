@@ -100,7 +100,7 @@ class AskAccepted(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., choice: _Optional[_Union[_common_pb2.ModelChoice, _Mapping]] = ..., eta: _Optional[_Union[_common_pb2.Eta, _Mapping]] = ..., cache: _Optional[_Union[_common_pb2.CacheReport, _Mapping]] = ...) -> None: ...
 
 class QuoteOption(_message.Message):
-    __slots__ = ("choice", "estimated_cost_nanousd", "estimated_latency", "eta", "selected", "within_constraints", "excluded_reason")
+    __slots__ = ("choice", "estimated_cost_nanousd", "estimated_latency", "eta", "selected", "within_constraints", "excluded_reason", "estimated_saved_nanousd", "reference_model")
     CHOICE_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_COST_NANOUSD_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_LATENCY_FIELD_NUMBER: _ClassVar[int]
@@ -108,6 +108,8 @@ class QuoteOption(_message.Message):
     SELECTED_FIELD_NUMBER: _ClassVar[int]
     WITHIN_CONSTRAINTS_FIELD_NUMBER: _ClassVar[int]
     EXCLUDED_REASON_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_SAVED_NANOUSD_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_MODEL_FIELD_NUMBER: _ClassVar[int]
     choice: _common_pb2.ModelChoice
     estimated_cost_nanousd: int
     estimated_latency: _duration_pb2.Duration
@@ -115,7 +117,9 @@ class QuoteOption(_message.Message):
     selected: bool
     within_constraints: bool
     excluded_reason: str
-    def __init__(self, choice: _Optional[_Union[_common_pb2.ModelChoice, _Mapping]] = ..., estimated_cost_nanousd: _Optional[int] = ..., estimated_latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., eta: _Optional[_Union[_common_pb2.Eta, _Mapping]] = ..., selected: _Optional[bool] = ..., within_constraints: _Optional[bool] = ..., excluded_reason: _Optional[str] = ...) -> None: ...
+    estimated_saved_nanousd: int
+    reference_model: str
+    def __init__(self, choice: _Optional[_Union[_common_pb2.ModelChoice, _Mapping]] = ..., estimated_cost_nanousd: _Optional[int] = ..., estimated_latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., eta: _Optional[_Union[_common_pb2.Eta, _Mapping]] = ..., selected: _Optional[bool] = ..., within_constraints: _Optional[bool] = ..., excluded_reason: _Optional[str] = ..., estimated_saved_nanousd: _Optional[int] = ..., reference_model: _Optional[str] = ...) -> None: ...
 
 class QuoteReply(_message.Message):
     __slots__ = ("options", "cache", "context")

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from llmproxy.v1 import events_pb2 as llmproxy_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bllmproxy/v1/optimizer.proto\x12\x0bllmproxy.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18llmproxy/v1/events.proto\"\x86\x01\n\x0eWorkloadSource\x12\x14\n\ntrace_path\x18\x01 \x01(\tH\x00\x12\x18\n\x0esynthetic_spec\x18\x02 \x01(\tH\x00\x12\x16\n\x0chistory_pool\x18\x03 \x01(\tH\x00\x12\x0c\n\x04seed\x18\x04 \x01(\x03\x12\x14\n\x0c\x63luster_gpus\x18\x05 \x01(\x05\x42\x08\n\x06source\"\xc6\x01\n\x12StartSearchRequest\x12-\n\x08workload\x18\x01 \x01(\x0b\x32\x1b.llmproxy.v1.WorkloadSource\x12\x30\n\nobjectives\x18\x02 \x03(\x0e\x32\x1c.llmproxy.v1.SearchObjective\x12\x12\n\npopulation\x18\x03 \x01(\x05\x12\x13\n\x0bgenerations\x18\x04 \x01(\x05\x12\x0c\n\x04seed\x18\x05 \x01(\x03\x12\x18\n\x10resume_search_id\x18\x06 \x01(\t\"\xc1\x01\n\nFrontPoint\x12\x14\n\x0c\x63\x61ndidate_id\x18\x01 \x01(\t\x12&\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x16.llmproxy.v1.WfqConfig\x12\x35\n\x07metrics\x18\x03 \x03(\x0b\x32$.llmproxy.v1.FrontPoint.MetricsEntry\x12\x0e\n\x06preset\x18\x04 \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xd2\x01\n\x06Search\x12\x11\n\tsearch_id\x18\x01 \x01(\t\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.llmproxy.v1.SearchState\x12\x11\n\tevaluated\x18\x03 \x01(\x05\x12\x12\n\ngeneration\x18\x04 \x01(\x05\x12&\n\x05\x66ront\x18\x05 \x03(\x0b\x32\x17.llmproxy.v1.FrontPoint\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x07 \x01(\t\"\x1e\n\tSearchRef\x12\x11\n\tsearch_id\x18\x01 \x01(\t\"$\n\x13ListSearchesRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\":\n\x11ListSearchesReply\x12%\n\x08searches\x18\x01 \x03(\x0b\x32\x13.llmproxy.v1.Search\"h\n\x12\x41pplyConfigRequest\x12\x11\n\tsearch_id\x18\x01 \x01(\t\x12\x16\n\x0c\x63\x61ndidate_id\x18\x02 \x01(\tH\x00\x12\x10\n\x06preset\x18\x03 \x01(\tH\x00\x12\x0c\n\x04pool\x18\x04 \x01(\tB\x07\n\x05point\"M\n\x10\x41pplyConfigReply\x12\x11\n\tpolicy_id\x18\x01 \x01(\t\x12&\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x16.llmproxy.v1.WfqConfig\"S\n\x12TrainRouterRequest\x12\x15\n\rtrain_domains\x18\x01 \x03(\t\x12\x18\n\x10\x63\x61ndidate_models\x18\x02 \x03(\t\x12\x0c\n\x04seed\x18\x03 \x01(\x03\"\xd3\x01\n\x0bRouterModel\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tive\x18\x02 \x01(\x08\x12?\n\x0c\x65val_metrics\x18\x03 \x03(\x0b\x32).llmproxy.v1.RouterModel.EvalMetricsEntry\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x32\n\x10\x45valMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x1c\n\tRouterRef\x12\x0f\n\x07version\x18\x01 \x01(\t\"\x14\n\x12ListRoutersRequest\"=\n\x10ListRoutersReply\x12)\n\x07routers\x18\x01 \x03(\x0b\x32\x18.llmproxy.v1.RouterModel*\x92\x02\n\x0fSearchObjective\x12 \n\x1cSEARCH_OBJECTIVE_UNSPECIFIED\x10\x00\x12*\n&SEARCH_OBJECTIVE_MEAN_PREDICTION_ERROR\x10\x01\x12)\n%SEARCH_OBJECTIVE_P99_PREDICTION_ERROR\x10\x02\x12\x1d\n\x19SEARCH_OBJECTIVE_MEAN_JCT\x10\x03\x12\x1c\n\x18SEARCH_OBJECTIVE_P99_JCT\x10\x04\x12$\n SEARCH_OBJECTIVE_MEAN_UNFAIRNESS\x10\x05\x12#\n\x1fSEARCH_OBJECTIVE_P99_UNFAIRNESS\x10\x06*z\n\x0bSearchState\x12\x1c\n\x18SEARCH_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14SEARCH_STATE_RUNNING\x10\x01\x12\x1a\n\x16SEARCH_STATE_COMPLETED\x10\x02\x12\x17\n\x13SEARCH_STATE_FAILED\x10\x03\x32\x88\x04\n\tOptimizer\x12\x43\n\x0bStartSearch\x12\x1f.llmproxy.v1.StartSearchRequest\x1a\x13.llmproxy.v1.Search\x12\x38\n\tGetSearch\x12\x16.llmproxy.v1.SearchRef\x1a\x13.llmproxy.v1.Search\x12P\n\x0cListSearches\x12 .llmproxy.v1.ListSearchesRequest\x1a\x1e.llmproxy.v1.ListSearchesReply\x12M\n\x0b\x41pplyConfig\x12\x1f.llmproxy.v1.ApplyConfigRequest\x1a\x1d.llmproxy.v1.ApplyConfigReply\x12H\n\x0bTrainRouter\x12\x1f.llmproxy.v1.TrainRouterRequest\x1a\x18.llmproxy.v1.RouterModel\x12\x42\n\x0e\x41\x63tivateRouter\x12\x16.llmproxy.v1.RouterRef\x1a\x18.llmproxy.v1.RouterModel\x12M\n\x0bListRouters\x12\x1f.llmproxy.v1.ListRoutersRequest\x1a\x1d.llmproxy.v1.ListRoutersReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bllmproxy/v1/optimizer.proto\x12\x0bllmproxy.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18llmproxy/v1/events.proto\"\xb4\x01\n\x0eWorkloadSource\x12\x14\n\ntrace_path\x18\x01 \x01(\tH\x00\x12\x18\n\x0esynthetic_spec\x18\x02 \x01(\tH\x00\x12\x16\n\x0chistory_pool\x18\x03 \x01(\tH\x00\x12\x0c\n\x04seed\x18\x04 \x01(\x03\x12\x14\n\x0c\x63luster_gpus\x18\x05 \x01(\x05\x12\x12\n\njobs_limit\x18\x06 \x01(\x05\x12\x18\n\x10prediction_share\x18\x07 \x01(\x01\x42\x08\n\x06source\"\xe8\x01\n\x12StartSearchRequest\x12-\n\x08workload\x18\x01 \x01(\x0b\x32\x1b.llmproxy.v1.WorkloadSource\x12\x30\n\nobjectives\x18\x02 \x03(\x0e\x32\x1c.llmproxy.v1.SearchObjective\x12\x12\n\npopulation\x18\x03 \x01(\x05\x12\x13\n\x0bgenerations\x18\x04 \x01(\x05\x12\x0c\n\x04seed\x18\x05 \x01(\x03\x12\x18\n\x10resume_search_id\x18\x06 \x01(\t\x12\x11\n\talgorithm\x18\x07 \x01(\t\x12\r\n\x05space\x18\x08 \x01(\t\"\xc1\x01\n\nFrontPoint\x12\x14\n\x0c\x63\x61ndidate_id\x18\x01 \x01(\t\x12&\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x16.llmproxy.v1.WfqConfig\x12\x35\n\x07metrics\x18\x03 \x03(\x0b\x32$.llmproxy.v1.FrontPoint.MetricsEntry\x12\x0e\n\x06preset\x18\x04 \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xbf\x02\n\x06Search\x12\x11\n\tsearch_id\x18\x01 \x01(\t\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.llmproxy.v1.SearchState\x12\x11\n\tevaluated\x18\x03 \x01(\x05\x12\x12\n\ngeneration\x18\x04 \x01(\x05\x12&\n\x05\x66ront\x18\x05 \x03(\x0b\x32\x17.llmproxy.v1.FrontPoint\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x13\n\x0bgenerations\x18\x08 \x01(\x05\x12\x12\n\npopulation\x18\t \x01(\x05\x12\x30\n\nobjectives\x18\n \x03(\x0e\x32\x1c.llmproxy.v1.SearchObjective\x12\x10\n\x08workload\x18\x0b \x01(\t\"\x1e\n\tSearchRef\x12\x11\n\tsearch_id\x18\x01 \x01(\t\"$\n\x13ListSearchesRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\":\n\x11ListSearchesReply\x12%\n\x08searches\x18\x01 \x03(\x0b\x32\x13.llmproxy.v1.Search\"h\n\x12\x41pplyConfigRequest\x12\x11\n\tsearch_id\x18\x01 \x01(\t\x12\x16\n\x0c\x63\x61ndidate_id\x18\x02 \x01(\tH\x00\x12\x10\n\x06preset\x18\x03 \x01(\tH\x00\x12\x0c\n\x04pool\x18\x04 \x01(\tB\x07\n\x05point\"M\n\x10\x41pplyConfigReply\x12\x11\n\tpolicy_id\x18\x01 \x01(\t\x12&\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x16.llmproxy.v1.WfqConfig\"S\n\x12TrainRouterRequest\x12\x15\n\rtrain_domains\x18\x01 \x03(\t\x12\x18\n\x10\x63\x61ndidate_models\x18\x02 \x03(\t\x12\x0c\n\x04seed\x18\x03 \x01(\x03\"\xd3\x01\n\x0bRouterModel\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tive\x18\x02 \x01(\x08\x12?\n\x0c\x65val_metrics\x18\x03 \x03(\x0b\x32).llmproxy.v1.RouterModel.EvalMetricsEntry\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x32\n\x10\x45valMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x1c\n\tRouterRef\x12\x0f\n\x07version\x18\x01 \x01(\t\"\x14\n\x12ListRoutersRequest\"=\n\x10ListRoutersReply\x12)\n\x07routers\x18\x01 \x03(\x0b\x32\x18.llmproxy.v1.RouterModel*\x92\x02\n\x0fSearchObjective\x12 \n\x1cSEARCH_OBJECTIVE_UNSPECIFIED\x10\x00\x12*\n&SEARCH_OBJECTIVE_MEAN_PREDICTION_ERROR\x10\x01\x12)\n%SEARCH_OBJECTIVE_P99_PREDICTION_ERROR\x10\x02\x12\x1d\n\x19SEARCH_OBJECTIVE_MEAN_JCT\x10\x03\x12\x1c\n\x18SEARCH_OBJECTIVE_P99_JCT\x10\x04\x12$\n SEARCH_OBJECTIVE_MEAN_UNFAIRNESS\x10\x05\x12#\n\x1fSEARCH_OBJECTIVE_P99_UNFAIRNESS\x10\x06*z\n\x0bSearchState\x12\x1c\n\x18SEARCH_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14SEARCH_STATE_RUNNING\x10\x01\x12\x1a\n\x16SEARCH_STATE_COMPLETED\x10\x02\x12\x17\n\x13SEARCH_STATE_FAILED\x10\x03\x32\x88\x04\n\tOptimizer\x12\x43\n\x0bStartSearch\x12\x1f.llmproxy.v1.StartSearchRequest\x1a\x13.llmproxy.v1.Search\x12\x38\n\tGetSearch\x12\x16.llmproxy.v1.SearchRef\x1a\x13.llmproxy.v1.Search\x12P\n\x0cListSearches\x12 .llmproxy.v1.ListSearchesRequest\x1a\x1e.llmproxy.v1.ListSearchesReply\x12M\n\x0b\x41pplyConfig\x12\x1f.llmproxy.v1.ApplyConfigRequest\x1a\x1d.llmproxy.v1.ApplyConfigReply\x12H\n\x0bTrainRouter\x12\x1f.llmproxy.v1.TrainRouterRequest\x1a\x18.llmproxy.v1.RouterModel\x12\x42\n\x0e\x41\x63tivateRouter\x12\x16.llmproxy.v1.RouterRef\x1a\x18.llmproxy.v1.RouterModel\x12M\n\x0bListRouters\x12\x1f.llmproxy.v1.ListRoutersRequest\x1a\x1d.llmproxy.v1.ListRoutersReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,42 +37,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FRONTPOINT_METRICSENTRY']._serialized_options = b'8\001'
   _globals['_ROUTERMODEL_EVALMETRICSENTRY']._loaded_options = None
   _globals['_ROUTERMODEL_EVALMETRICSENTRY']._serialized_options = b'8\001'
-  _globals['_SEARCHOBJECTIVE']._serialized_start=1580
-  _globals['_SEARCHOBJECTIVE']._serialized_end=1854
-  _globals['_SEARCHSTATE']._serialized_start=1856
-  _globals['_SEARCHSTATE']._serialized_end=1978
+  _globals['_SEARCHOBJECTIVE']._serialized_start=1769
+  _globals['_SEARCHOBJECTIVE']._serialized_end=2043
+  _globals['_SEARCHSTATE']._serialized_start=2045
+  _globals['_SEARCHSTATE']._serialized_end=2167
   _globals['_WORKLOADSOURCE']._serialized_start=104
-  _globals['_WORKLOADSOURCE']._serialized_end=238
-  _globals['_STARTSEARCHREQUEST']._serialized_start=241
-  _globals['_STARTSEARCHREQUEST']._serialized_end=439
-  _globals['_FRONTPOINT']._serialized_start=442
-  _globals['_FRONTPOINT']._serialized_end=635
-  _globals['_FRONTPOINT_METRICSENTRY']._serialized_start=589
-  _globals['_FRONTPOINT_METRICSENTRY']._serialized_end=635
-  _globals['_SEARCH']._serialized_start=638
-  _globals['_SEARCH']._serialized_end=848
-  _globals['_SEARCHREF']._serialized_start=850
-  _globals['_SEARCHREF']._serialized_end=880
-  _globals['_LISTSEARCHESREQUEST']._serialized_start=882
-  _globals['_LISTSEARCHESREQUEST']._serialized_end=918
-  _globals['_LISTSEARCHESREPLY']._serialized_start=920
-  _globals['_LISTSEARCHESREPLY']._serialized_end=978
-  _globals['_APPLYCONFIGREQUEST']._serialized_start=980
-  _globals['_APPLYCONFIGREQUEST']._serialized_end=1084
-  _globals['_APPLYCONFIGREPLY']._serialized_start=1086
-  _globals['_APPLYCONFIGREPLY']._serialized_end=1163
-  _globals['_TRAINROUTERREQUEST']._serialized_start=1165
-  _globals['_TRAINROUTERREQUEST']._serialized_end=1248
-  _globals['_ROUTERMODEL']._serialized_start=1251
-  _globals['_ROUTERMODEL']._serialized_end=1462
-  _globals['_ROUTERMODEL_EVALMETRICSENTRY']._serialized_start=1412
-  _globals['_ROUTERMODEL_EVALMETRICSENTRY']._serialized_end=1462
-  _globals['_ROUTERREF']._serialized_start=1464
-  _globals['_ROUTERREF']._serialized_end=1492
-  _globals['_LISTROUTERSREQUEST']._serialized_start=1494
-  _globals['_LISTROUTERSREQUEST']._serialized_end=1514
-  _globals['_LISTROUTERSREPLY']._serialized_start=1516
-  _globals['_LISTROUTERSREPLY']._serialized_end=1577
-  _globals['_OPTIMIZER']._serialized_start=1981
-  _globals['_OPTIMIZER']._serialized_end=2501
+  _globals['_WORKLOADSOURCE']._serialized_end=284
+  _globals['_STARTSEARCHREQUEST']._serialized_start=287
+  _globals['_STARTSEARCHREQUEST']._serialized_end=519
+  _globals['_FRONTPOINT']._serialized_start=522
+  _globals['_FRONTPOINT']._serialized_end=715
+  _globals['_FRONTPOINT_METRICSENTRY']._serialized_start=669
+  _globals['_FRONTPOINT_METRICSENTRY']._serialized_end=715
+  _globals['_SEARCH']._serialized_start=718
+  _globals['_SEARCH']._serialized_end=1037
+  _globals['_SEARCHREF']._serialized_start=1039
+  _globals['_SEARCHREF']._serialized_end=1069
+  _globals['_LISTSEARCHESREQUEST']._serialized_start=1071
+  _globals['_LISTSEARCHESREQUEST']._serialized_end=1107
+  _globals['_LISTSEARCHESREPLY']._serialized_start=1109
+  _globals['_LISTSEARCHESREPLY']._serialized_end=1167
+  _globals['_APPLYCONFIGREQUEST']._serialized_start=1169
+  _globals['_APPLYCONFIGREQUEST']._serialized_end=1273
+  _globals['_APPLYCONFIGREPLY']._serialized_start=1275
+  _globals['_APPLYCONFIGREPLY']._serialized_end=1352
+  _globals['_TRAINROUTERREQUEST']._serialized_start=1354
+  _globals['_TRAINROUTERREQUEST']._serialized_end=1437
+  _globals['_ROUTERMODEL']._serialized_start=1440
+  _globals['_ROUTERMODEL']._serialized_end=1651
+  _globals['_ROUTERMODEL_EVALMETRICSENTRY']._serialized_start=1601
+  _globals['_ROUTERMODEL_EVALMETRICSENTRY']._serialized_end=1651
+  _globals['_ROUTERREF']._serialized_start=1653
+  _globals['_ROUTERREF']._serialized_end=1681
+  _globals['_LISTROUTERSREQUEST']._serialized_start=1683
+  _globals['_LISTROUTERSREQUEST']._serialized_end=1703
+  _globals['_LISTROUTERSREPLY']._serialized_start=1705
+  _globals['_LISTROUTERSREPLY']._serialized_end=1766
+  _globals['_OPTIMIZER']._serialized_start=2170
+  _globals['_OPTIMIZER']._serialized_end=2690
 # @@protoc_insertion_point(module_scope)

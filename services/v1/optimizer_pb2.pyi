@@ -40,34 +40,42 @@ SEARCH_STATE_COMPLETED: SearchState
 SEARCH_STATE_FAILED: SearchState
 
 class WorkloadSource(_message.Message):
-    __slots__ = ("trace_path", "synthetic_spec", "history_pool", "seed", "cluster_gpus")
+    __slots__ = ("trace_path", "synthetic_spec", "history_pool", "seed", "cluster_gpus", "jobs_limit", "prediction_share")
     TRACE_PATH_FIELD_NUMBER: _ClassVar[int]
     SYNTHETIC_SPEC_FIELD_NUMBER: _ClassVar[int]
     HISTORY_POOL_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_GPUS_FIELD_NUMBER: _ClassVar[int]
+    JOBS_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PREDICTION_SHARE_FIELD_NUMBER: _ClassVar[int]
     trace_path: str
     synthetic_spec: str
     history_pool: str
     seed: int
     cluster_gpus: int
-    def __init__(self, trace_path: _Optional[str] = ..., synthetic_spec: _Optional[str] = ..., history_pool: _Optional[str] = ..., seed: _Optional[int] = ..., cluster_gpus: _Optional[int] = ...) -> None: ...
+    jobs_limit: int
+    prediction_share: float
+    def __init__(self, trace_path: _Optional[str] = ..., synthetic_spec: _Optional[str] = ..., history_pool: _Optional[str] = ..., seed: _Optional[int] = ..., cluster_gpus: _Optional[int] = ..., jobs_limit: _Optional[int] = ..., prediction_share: _Optional[float] = ...) -> None: ...
 
 class StartSearchRequest(_message.Message):
-    __slots__ = ("workload", "objectives", "population", "generations", "seed", "resume_search_id")
+    __slots__ = ("workload", "objectives", "population", "generations", "seed", "resume_search_id", "algorithm", "space")
     WORKLOAD_FIELD_NUMBER: _ClassVar[int]
     OBJECTIVES_FIELD_NUMBER: _ClassVar[int]
     POPULATION_FIELD_NUMBER: _ClassVar[int]
     GENERATIONS_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     RESUME_SEARCH_ID_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    SPACE_FIELD_NUMBER: _ClassVar[int]
     workload: WorkloadSource
     objectives: _containers.RepeatedScalarFieldContainer[SearchObjective]
     population: int
     generations: int
     seed: int
     resume_search_id: str
-    def __init__(self, workload: _Optional[_Union[WorkloadSource, _Mapping]] = ..., objectives: _Optional[_Iterable[_Union[SearchObjective, str]]] = ..., population: _Optional[int] = ..., generations: _Optional[int] = ..., seed: _Optional[int] = ..., resume_search_id: _Optional[str] = ...) -> None: ...
+    algorithm: str
+    space: str
+    def __init__(self, workload: _Optional[_Union[WorkloadSource, _Mapping]] = ..., objectives: _Optional[_Iterable[_Union[SearchObjective, str]]] = ..., population: _Optional[int] = ..., generations: _Optional[int] = ..., seed: _Optional[int] = ..., resume_search_id: _Optional[str] = ..., algorithm: _Optional[str] = ..., space: _Optional[str] = ...) -> None: ...
 
 class FrontPoint(_message.Message):
     __slots__ = ("candidate_id", "config", "metrics", "preset")
@@ -89,7 +97,7 @@ class FrontPoint(_message.Message):
     def __init__(self, candidate_id: _Optional[str] = ..., config: _Optional[_Union[_events_pb2.WfqConfig, _Mapping]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., preset: _Optional[str] = ...) -> None: ...
 
 class Search(_message.Message):
-    __slots__ = ("search_id", "state", "evaluated", "generation", "front", "created_at", "error")
+    __slots__ = ("search_id", "state", "evaluated", "generation", "front", "created_at", "error", "generations", "population", "objectives", "workload")
     SEARCH_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     EVALUATED_FIELD_NUMBER: _ClassVar[int]
@@ -97,6 +105,10 @@ class Search(_message.Message):
     FRONT_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    GENERATIONS_FIELD_NUMBER: _ClassVar[int]
+    POPULATION_FIELD_NUMBER: _ClassVar[int]
+    OBJECTIVES_FIELD_NUMBER: _ClassVar[int]
+    WORKLOAD_FIELD_NUMBER: _ClassVar[int]
     search_id: str
     state: SearchState
     evaluated: int
@@ -104,7 +116,11 @@ class Search(_message.Message):
     front: _containers.RepeatedCompositeFieldContainer[FrontPoint]
     created_at: _timestamp_pb2.Timestamp
     error: str
-    def __init__(self, search_id: _Optional[str] = ..., state: _Optional[_Union[SearchState, str]] = ..., evaluated: _Optional[int] = ..., generation: _Optional[int] = ..., front: _Optional[_Iterable[_Union[FrontPoint, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ...) -> None: ...
+    generations: int
+    population: int
+    objectives: _containers.RepeatedScalarFieldContainer[SearchObjective]
+    workload: str
+    def __init__(self, search_id: _Optional[str] = ..., state: _Optional[_Union[SearchState, str]] = ..., evaluated: _Optional[int] = ..., generation: _Optional[int] = ..., front: _Optional[_Iterable[_Union[FrontPoint, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ..., generations: _Optional[int] = ..., population: _Optional[int] = ..., objectives: _Optional[_Iterable[_Union[SearchObjective, str]]] = ..., workload: _Optional[str] = ...) -> None: ...
 
 class SearchRef(_message.Message):
     __slots__ = ("search_id",)

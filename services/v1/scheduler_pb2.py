@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bllmproxy/v1/scheduler.proto\x12\x0bllmproxy.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x91\x01\n\x0bJobFeatures\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\x32\n\x05\x65xtra\x18\x03 \x03(\x0b\x32#.llmproxy.v1.JobFeatures.ExtraEntry\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbb\x01\n\rJobPrediction\x12\x33\n\x0fpredicted_start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x14predicted_completion\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07made_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\xfb\x04\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\"\n\x04kind\x18\x02 \x01(\x0e\x32\x14.llmproxy.v1.JobKind\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.llmproxy.v1.JobState\x12\x0c\n\x04pool\x18\x04 \x01(\t\x12\r\n\x05owner\x18\x05 \x01(\t\x12\x12\n\ngpu_demand\x18\x06 \x01(\x05\x12\x14\n\x0csize_seconds\x18\x07 \x01(\x01\x12\x18\n\x10size_uncertainty\x18\x08 \x01(\x01\x12\x16\n\x0esize_estimated\x18\t \x01(\x08\x12\x18\n\x10\x61ttained_seconds\x18\n \x01(\x01\x12*\n\x08\x66\x65\x61tures\x18\x0b \x01(\x0b\x32\x18.llmproxy.v1.JobFeatures\x12\x13\n\x0b\x63lass_index\x18\x0c \x01(\x05\x12\x30\n\x0csubmitted_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nprediction\x18\x10 \x01(\x0b\x32\x1a.llmproxy.v1.JobPrediction\x12\x34\n\x10\x66irst_prediction\x18\x11 \x01(\x0b\x32\x1a.llmproxy.v1.JobPrediction\x12\x14\n\x0c\x61llocated_to\x18\x12 \x03(\t\x12\x16\n\x0e\x61llocated_gpus\x18\x13 \x01(\x01\x12\x0f\n\x07\x63ommand\x18\x14 \x01(\t\x12\r\n\x05\x65rror\x18\x15 \x01(\t\"\xe7\x01\n\x10SubmitJobRequest\x12\"\n\x04kind\x18\x01 \x01(\x0e\x32\x14.llmproxy.v1.JobKind\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\x12\x12\n\ngpu_demand\x18\x04 \x01(\x05\x12\x14\n\x0csize_seconds\x18\x05 \x01(\x01\x12*\n\x08\x66\x65\x61tures\x18\x06 \x01(\x0b\x32\x18.llmproxy.v1.JobFeatures\x12\x12\n\nclass_hint\x18\x07 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x08 \x01(\t\x12\x17\n\x0fidempotency_key\x18\t \x01(\t\"/\n\x0eSubmitJobReply\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.llmproxy.v1.Job\"\x18\n\x06JobRef\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"d\n\x0fListJobsRequest\x12\x0c\n\x04pool\x18\x01 \x01(\t\x12%\n\x06states\x18\x02 \x03(\x0e\x32\x15.llmproxy.v1.JobState\x12\r\n\x05owner\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\"/\n\rListJobsReply\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.llmproxy.v1.Job\"#\n\x13\x43lusterStateRequest\x12\x0c\n\x04pool\x18\x01 \x01(\t\"\x82\x01\n\x0c\x45xecutorInfo\x12\x13\n\x0b\x65xecutor_id\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x0c\n\x04gpus\x18\x03 \x01(\x05\x12\x32\n\x0elast_heartbeat\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61live\x18\x05 \x01(\x08\"\xa0\x01\n\x0c\x43lusterState\x12\x0c\n\x04pool\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\x05\x12\x11\n\tallocated\x18\x03 \x01(\x01\x12\x0e\n\x06queued\x18\x04 \x01(\x05\x12\x0f\n\x07running\x18\x05 \x01(\x05\x12\x0e\n\x06policy\x18\x06 \x01(\t\x12,\n\texecutors\x18\x07 \x03(\x0b\x32\x19.llmproxy.v1.ExecutorInfo\"X\n\x17RegisterExecutorRequest\x12\x13\n\x0b\x65xecutor_id\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x0c\n\x04gpus\x18\x03 \x01(\x05\x12\x0c\n\x04kind\x18\x04 \x01(\t\"N\n\x15RegisterExecutorReply\x12\x35\n\x12heartbeat_interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"h\n\x0bJobProgress\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x18\n\x10\x61ttained_seconds\x18\x02 \x01(\x01\x12\x10\n\x08\x66inished\x18\x03 \x01(\x08\x12\x0e\n\x06\x66\x61iled\x18\x04 \x01(\x08\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"S\n\x10HeartbeatRequest\x12\x13\n\x0b\x65xecutor_id\x18\x01 \x01(\t\x12*\n\x08progress\x18\x02 \x03(\x0b\x32\x18.llmproxy.v1.JobProgress\"]\n\nAssignment\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x13\n\x0bgpu_indices\x18\x02 \x03(\x05\x12\x0f\n\x07\x63ommand\x18\x03 \x01(\t\x12\x19\n\x11remaining_seconds\x18\x04 \x01(\x01\">\n\x0eHeartbeatReply\x12,\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x17.llmproxy.v1.Assignment*O\n\x07JobKind\x12\x18\n\x14JOB_KIND_UNSPECIFIED\x10\x00\x12\x10\n\x0cJOB_KIND_GPU\x10\x01\x12\x18\n\x14JOB_KIND_LLM_REQUEST\x10\x02*\xb3\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_PREEMPTED\x10\x03\x12\x17\n\x13JOB_STATE_COMPLETED\x10\x04\x12\x14\n\x10JOB_STATE_FAILED\x10\x05\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x06\x32\xab\x04\n\tScheduler\x12G\n\tSubmitJob\x12\x1d.llmproxy.v1.SubmitJobRequest\x1a\x1b.llmproxy.v1.SubmitJobReply\x12/\n\x06GetJob\x12\x13.llmproxy.v1.JobRef\x1a\x10.llmproxy.v1.Job\x12\x44\n\x08ListJobs\x12\x1c.llmproxy.v1.ListJobsRequest\x1a\x1a.llmproxy.v1.ListJobsReply\x12\x32\n\tCancelJob\x12\x13.llmproxy.v1.JobRef\x1a\x10.llmproxy.v1.Job\x12\x33\n\x08WatchJob\x12\x13.llmproxy.v1.JobRef\x1a\x10.llmproxy.v1.Job0\x01\x12N\n\x0fGetClusterState\x12 .llmproxy.v1.ClusterStateRequest\x1a\x19.llmproxy.v1.ClusterState\x12\\\n\x10RegisterExecutor\x12$.llmproxy.v1.RegisterExecutorRequest\x1a\".llmproxy.v1.RegisterExecutorReply\x12G\n\tHeartbeat\x12\x1d.llmproxy.v1.HeartbeatRequest\x1a\x1b.llmproxy.v1.HeartbeatReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bllmproxy/v1/scheduler.proto\x12\x0bllmproxy.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x91\x01\n\x0bJobFeatures\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\x32\n\x05\x65xtra\x18\x03 \x03(\x0b\x32#.llmproxy.v1.JobFeatures.ExtraEntry\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbb\x01\n\rJobPrediction\x12\x33\n\x0fpredicted_start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x14predicted_completion\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07made_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\xaa\x05\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\"\n\x04kind\x18\x02 \x01(\x0e\x32\x14.llmproxy.v1.JobKind\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.llmproxy.v1.JobState\x12\x0c\n\x04pool\x18\x04 \x01(\t\x12\r\n\x05owner\x18\x05 \x01(\t\x12\x12\n\ngpu_demand\x18\x06 \x01(\x05\x12\x14\n\x0csize_seconds\x18\x07 \x01(\x01\x12\x18\n\x10size_uncertainty\x18\x08 \x01(\x01\x12\x16\n\x0esize_estimated\x18\t \x01(\x08\x12\x18\n\x10\x61ttained_seconds\x18\n \x01(\x01\x12*\n\x08\x66\x65\x61tures\x18\x0b \x01(\x0b\x32\x18.llmproxy.v1.JobFeatures\x12\x13\n\x0b\x63lass_index\x18\x0c \x01(\x05\x12\x30\n\x0csubmitted_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nprediction\x18\x10 \x01(\x0b\x32\x1a.llmproxy.v1.JobPrediction\x12\x34\n\x10\x66irst_prediction\x18\x11 \x01(\x0b\x32\x1a.llmproxy.v1.JobPrediction\x12\x14\n\x0c\x61llocated_to\x18\x12 \x03(\t\x12\x16\n\x0e\x61llocated_gpus\x18\x13 \x01(\x01\x12\x0f\n\x07\x63ommand\x18\x14 \x01(\t\x12\r\n\x05\x65rror\x18\x15 \x01(\t\x12\x1b\n\x13\x61\x63tual_size_seconds\x18\x16 \x01(\x01\x12\x10\n\x08restarts\x18\x17 \x01(\x05\"\xe7\x01\n\x10SubmitJobRequest\x12\"\n\x04kind\x18\x01 \x01(\x0e\x32\x14.llmproxy.v1.JobKind\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\x12\x12\n\ngpu_demand\x18\x04 \x01(\x05\x12\x14\n\x0csize_seconds\x18\x05 \x01(\x01\x12*\n\x08\x66\x65\x61tures\x18\x06 \x01(\x0b\x32\x18.llmproxy.v1.JobFeatures\x12\x12\n\nclass_hint\x18\x07 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x08 \x01(\t\x12\x17\n\x0fidempotency_key\x18\t \x01(\t\"/\n\x0eSubmitJobReply\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.llmproxy.v1.Job\"\x18\n\x06JobRef\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"d\n\x0fListJobsRequest\x12\x0c\n\x04pool\x18\x01 \x01(\t\x12%\n\x06states\x18\x02 \x03(\x0e\x32\x15.llmproxy.v1.JobState\x12\r\n\x05owner\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\"/\n\rListJobsReply\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.llmproxy.v1.Job\"#\n\x13\x43lusterStateRequest\x12\x0c\n\x04pool\x18\x01 \x01(\t\"\x82\x01\n\x0c\x45xecutorInfo\x12\x13\n\x0b\x65xecutor_id\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x0c\n\x04gpus\x18\x03 \x01(\x05\x12\x32\n\x0elast_heartbeat\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61live\x18\x05 \x01(\x08\"\xfd\x01\n\x0c\x43lusterState\x12\x0c\n\x04pool\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\x05\x12\x11\n\tallocated\x18\x03 \x01(\x01\x12\x0e\n\x06queued\x18\x04 \x01(\x05\x12\x0f\n\x07running\x18\x05 \x01(\x05\x12\x0e\n\x06policy\x18\x06 \x01(\t\x12,\n\texecutors\x18\x07 \x03(\x0b\x32\x19.llmproxy.v1.ExecutorInfo\x12+\n\x07\x63lasses\x18\x08 \x03(\x0b\x32\x1a.llmproxy.v1.WfqClassState\x12.\n\nsize_model\x18\t \x01(\x0b\x32\x1a.llmproxy.v1.SizeModelInfo\"_\n\rWfqClassState\x12\x1d\n\x15size_boundary_seconds\x18\x01 \x01(\x01\x12\x0e\n\x06weight\x18\x02 \x01(\x01\x12\x0e\n\x06queued\x18\x03 \x01(\x05\x12\x0f\n\x07running\x18\x04 \x01(\x05\"?\n\rSizeModelInfo\x12\x12\n\ntrained_on\x18\x01 \x01(\x05\x12\x1a\n\x12mean_abs_pct_error\x18\x02 \x01(\x01\"X\n\x17RegisterExecutorRequest\x12\x13\n\x0b\x65xecutor_id\x18\x01 \x01(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x0c\n\x04gpus\x18\x03 \x01(\x05\x12\x0c\n\x04kind\x18\x04 \x01(\t\"N\n\x15RegisterExecutorReply\x12\x35\n\x12heartbeat_interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"h\n\x0bJobProgress\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x18\n\x10\x61ttained_seconds\x18\x02 \x01(\x01\x12\x10\n\x08\x66inished\x18\x03 \x01(\x08\x12\x0e\n\x06\x66\x61iled\x18\x04 \x01(\x08\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"|\n\x10HeartbeatRequest\x12\x13\n\x0b\x65xecutor_id\x18\x01 \x01(\t\x12*\n\x08progress\x18\x02 \x03(\x0b\x32\x18.llmproxy.v1.JobProgress\x12\'\n\x04wait\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"]\n\nAssignment\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x13\n\x0bgpu_indices\x18\x02 \x03(\x05\x12\x0f\n\x07\x63ommand\x18\x03 \x01(\t\x12\x19\n\x11remaining_seconds\x18\x04 \x01(\x01\">\n\x0eHeartbeatReply\x12,\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x17.llmproxy.v1.Assignment*O\n\x07JobKind\x12\x18\n\x14JOB_KIND_UNSPECIFIED\x10\x00\x12\x10\n\x0cJOB_KIND_GPU\x10\x01\x12\x18\n\x14JOB_KIND_LLM_REQUEST\x10\x02*\xb3\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_PREEMPTED\x10\x03\x12\x17\n\x13JOB_STATE_COMPLETED\x10\x04\x12\x14\n\x10JOB_STATE_FAILED\x10\x05\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x06\x32\xab\x04\n\tScheduler\x12G\n\tSubmitJob\x12\x1d.llmproxy.v1.SubmitJobRequest\x1a\x1b.llmproxy.v1.SubmitJobReply\x12/\n\x06GetJob\x12\x13.llmproxy.v1.JobRef\x1a\x10.llmproxy.v1.Job\x12\x44\n\x08ListJobs\x12\x1c.llmproxy.v1.ListJobsRequest\x1a\x1a.llmproxy.v1.ListJobsReply\x12\x32\n\tCancelJob\x12\x13.llmproxy.v1.JobRef\x1a\x10.llmproxy.v1.Job\x12\x33\n\x08WatchJob\x12\x13.llmproxy.v1.JobRef\x1a\x10.llmproxy.v1.Job0\x01\x12N\n\x0fGetClusterState\x12 .llmproxy.v1.ClusterStateRequest\x1a\x19.llmproxy.v1.ClusterState\x12\\\n\x10RegisterExecutor\x12$.llmproxy.v1.RegisterExecutorRequest\x1a\".llmproxy.v1.RegisterExecutorReply\x12G\n\tHeartbeat\x12\x1d.llmproxy.v1.HeartbeatRequest\x1a\x1b.llmproxy.v1.HeartbeatReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,10 +35,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_JOBFEATURES_EXTRAENTRY']._loaded_options = None
   _globals['_JOBFEATURES_EXTRAENTRY']._serialized_options = b'8\001'
-  _globals['_JOBKIND']._serialized_start=2398
-  _globals['_JOBKIND']._serialized_end=2477
-  _globals['_JOBSTATE']._serialized_start=2480
-  _globals['_JOBSTATE']._serialized_end=2659
+  _globals['_JOBKIND']._serialized_start=2741
+  _globals['_JOBKIND']._serialized_end=2820
+  _globals['_JOBSTATE']._serialized_start=2823
+  _globals['_JOBSTATE']._serialized_end=3002
   _globals['_JOBFEATURES']._serialized_start=110
   _globals['_JOBFEATURES']._serialized_end=255
   _globals['_JOBFEATURES_EXTRAENTRY']._serialized_start=211
@@ -46,35 +46,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOBPREDICTION']._serialized_start=258
   _globals['_JOBPREDICTION']._serialized_end=445
   _globals['_JOB']._serialized_start=448
-  _globals['_JOB']._serialized_end=1083
-  _globals['_SUBMITJOBREQUEST']._serialized_start=1086
-  _globals['_SUBMITJOBREQUEST']._serialized_end=1317
-  _globals['_SUBMITJOBREPLY']._serialized_start=1319
-  _globals['_SUBMITJOBREPLY']._serialized_end=1366
-  _globals['_JOBREF']._serialized_start=1368
-  _globals['_JOBREF']._serialized_end=1392
-  _globals['_LISTJOBSREQUEST']._serialized_start=1394
-  _globals['_LISTJOBSREQUEST']._serialized_end=1494
-  _globals['_LISTJOBSREPLY']._serialized_start=1496
-  _globals['_LISTJOBSREPLY']._serialized_end=1543
-  _globals['_CLUSTERSTATEREQUEST']._serialized_start=1545
-  _globals['_CLUSTERSTATEREQUEST']._serialized_end=1580
-  _globals['_EXECUTORINFO']._serialized_start=1583
-  _globals['_EXECUTORINFO']._serialized_end=1713
-  _globals['_CLUSTERSTATE']._serialized_start=1716
-  _globals['_CLUSTERSTATE']._serialized_end=1876
-  _globals['_REGISTEREXECUTORREQUEST']._serialized_start=1878
-  _globals['_REGISTEREXECUTORREQUEST']._serialized_end=1966
-  _globals['_REGISTEREXECUTORREPLY']._serialized_start=1968
-  _globals['_REGISTEREXECUTORREPLY']._serialized_end=2046
-  _globals['_JOBPROGRESS']._serialized_start=2048
-  _globals['_JOBPROGRESS']._serialized_end=2152
-  _globals['_HEARTBEATREQUEST']._serialized_start=2154
-  _globals['_HEARTBEATREQUEST']._serialized_end=2237
-  _globals['_ASSIGNMENT']._serialized_start=2239
-  _globals['_ASSIGNMENT']._serialized_end=2332
-  _globals['_HEARTBEATREPLY']._serialized_start=2334
-  _globals['_HEARTBEATREPLY']._serialized_end=2396
-  _globals['_SCHEDULER']._serialized_start=2662
-  _globals['_SCHEDULER']._serialized_end=3217
+  _globals['_JOB']._serialized_end=1130
+  _globals['_SUBMITJOBREQUEST']._serialized_start=1133
+  _globals['_SUBMITJOBREQUEST']._serialized_end=1364
+  _globals['_SUBMITJOBREPLY']._serialized_start=1366
+  _globals['_SUBMITJOBREPLY']._serialized_end=1413
+  _globals['_JOBREF']._serialized_start=1415
+  _globals['_JOBREF']._serialized_end=1439
+  _globals['_LISTJOBSREQUEST']._serialized_start=1441
+  _globals['_LISTJOBSREQUEST']._serialized_end=1541
+  _globals['_LISTJOBSREPLY']._serialized_start=1543
+  _globals['_LISTJOBSREPLY']._serialized_end=1590
+  _globals['_CLUSTERSTATEREQUEST']._serialized_start=1592
+  _globals['_CLUSTERSTATEREQUEST']._serialized_end=1627
+  _globals['_EXECUTORINFO']._serialized_start=1630
+  _globals['_EXECUTORINFO']._serialized_end=1760
+  _globals['_CLUSTERSTATE']._serialized_start=1763
+  _globals['_CLUSTERSTATE']._serialized_end=2016
+  _globals['_WFQCLASSSTATE']._serialized_start=2018
+  _globals['_WFQCLASSSTATE']._serialized_end=2113
+  _globals['_SIZEMODELINFO']._serialized_start=2115
+  _globals['_SIZEMODELINFO']._serialized_end=2178
+  _globals['_REGISTEREXECUTORREQUEST']._serialized_start=2180
+  _globals['_REGISTEREXECUTORREQUEST']._serialized_end=2268
+  _globals['_REGISTEREXECUTORREPLY']._serialized_start=2270
+  _globals['_REGISTEREXECUTORREPLY']._serialized_end=2348
+  _globals['_JOBPROGRESS']._serialized_start=2350
+  _globals['_JOBPROGRESS']._serialized_end=2454
+  _globals['_HEARTBEATREQUEST']._serialized_start=2456
+  _globals['_HEARTBEATREQUEST']._serialized_end=2580
+  _globals['_ASSIGNMENT']._serialized_start=2582
+  _globals['_ASSIGNMENT']._serialized_end=2675
+  _globals['_HEARTBEATREPLY']._serialized_start=2677
+  _globals['_HEARTBEATREPLY']._serialized_end=2739
+  _globals['_SCHEDULER']._serialized_start=3005
+  _globals['_SCHEDULER']._serialized_end=3560
 # @@protoc_insertion_point(module_scope)

@@ -67,7 +67,7 @@ class JobPrediction(_message.Message):
     def __init__(self, predicted_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., predicted_completion: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., made_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("job_id", "kind", "state", "pool", "owner", "gpu_demand", "size_seconds", "size_uncertainty", "size_estimated", "attained_seconds", "features", "class_index", "submitted_at", "started_at", "completed_at", "prediction", "first_prediction", "allocated_to", "allocated_gpus", "command", "error")
+    __slots__ = ("job_id", "kind", "state", "pool", "owner", "gpu_demand", "size_seconds", "size_uncertainty", "size_estimated", "attained_seconds", "features", "class_index", "submitted_at", "started_at", "completed_at", "prediction", "first_prediction", "allocated_to", "allocated_gpus", "command", "error", "actual_size_seconds", "restarts")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -89,6 +89,8 @@ class Job(_message.Message):
     ALLOCATED_GPUS_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    ACTUAL_SIZE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RESTARTS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     kind: JobKind
     state: JobState
@@ -110,7 +112,9 @@ class Job(_message.Message):
     allocated_gpus: float
     command: str
     error: str
-    def __init__(self, job_id: _Optional[str] = ..., kind: _Optional[_Union[JobKind, str]] = ..., state: _Optional[_Union[JobState, str]] = ..., pool: _Optional[str] = ..., owner: _Optional[str] = ..., gpu_demand: _Optional[int] = ..., size_seconds: _Optional[float] = ..., size_uncertainty: _Optional[float] = ..., size_estimated: _Optional[bool] = ..., attained_seconds: _Optional[float] = ..., features: _Optional[_Union[JobFeatures, _Mapping]] = ..., class_index: _Optional[int] = ..., submitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., prediction: _Optional[_Union[JobPrediction, _Mapping]] = ..., first_prediction: _Optional[_Union[JobPrediction, _Mapping]] = ..., allocated_to: _Optional[_Iterable[str]] = ..., allocated_gpus: _Optional[float] = ..., command: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+    actual_size_seconds: float
+    restarts: int
+    def __init__(self, job_id: _Optional[str] = ..., kind: _Optional[_Union[JobKind, str]] = ..., state: _Optional[_Union[JobState, str]] = ..., pool: _Optional[str] = ..., owner: _Optional[str] = ..., gpu_demand: _Optional[int] = ..., size_seconds: _Optional[float] = ..., size_uncertainty: _Optional[float] = ..., size_estimated: _Optional[bool] = ..., attained_seconds: _Optional[float] = ..., features: _Optional[_Union[JobFeatures, _Mapping]] = ..., class_index: _Optional[int] = ..., submitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., prediction: _Optional[_Union[JobPrediction, _Mapping]] = ..., first_prediction: _Optional[_Union[JobPrediction, _Mapping]] = ..., allocated_to: _Optional[_Iterable[str]] = ..., allocated_gpus: _Optional[float] = ..., command: _Optional[str] = ..., error: _Optional[str] = ..., actual_size_seconds: _Optional[float] = ..., restarts: _Optional[int] = ...) -> None: ...
 
 class SubmitJobRequest(_message.Message):
     __slots__ = ("kind", "pool", "owner", "gpu_demand", "size_seconds", "features", "class_hint", "command", "idempotency_key")
@@ -185,7 +189,7 @@ class ExecutorInfo(_message.Message):
     def __init__(self, executor_id: _Optional[str] = ..., pool: _Optional[str] = ..., gpus: _Optional[int] = ..., last_heartbeat: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., alive: _Optional[bool] = ...) -> None: ...
 
 class ClusterState(_message.Message):
-    __slots__ = ("pool", "capacity", "allocated", "queued", "running", "policy", "executors")
+    __slots__ = ("pool", "capacity", "allocated", "queued", "running", "policy", "executors", "classes", "size_model")
     POOL_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
     ALLOCATED_FIELD_NUMBER: _ClassVar[int]
@@ -193,6 +197,8 @@ class ClusterState(_message.Message):
     RUNNING_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     EXECUTORS_FIELD_NUMBER: _ClassVar[int]
+    CLASSES_FIELD_NUMBER: _ClassVar[int]
+    SIZE_MODEL_FIELD_NUMBER: _ClassVar[int]
     pool: str
     capacity: int
     allocated: float
@@ -200,7 +206,29 @@ class ClusterState(_message.Message):
     running: int
     policy: str
     executors: _containers.RepeatedCompositeFieldContainer[ExecutorInfo]
-    def __init__(self, pool: _Optional[str] = ..., capacity: _Optional[int] = ..., allocated: _Optional[float] = ..., queued: _Optional[int] = ..., running: _Optional[int] = ..., policy: _Optional[str] = ..., executors: _Optional[_Iterable[_Union[ExecutorInfo, _Mapping]]] = ...) -> None: ...
+    classes: _containers.RepeatedCompositeFieldContainer[WfqClassState]
+    size_model: SizeModelInfo
+    def __init__(self, pool: _Optional[str] = ..., capacity: _Optional[int] = ..., allocated: _Optional[float] = ..., queued: _Optional[int] = ..., running: _Optional[int] = ..., policy: _Optional[str] = ..., executors: _Optional[_Iterable[_Union[ExecutorInfo, _Mapping]]] = ..., classes: _Optional[_Iterable[_Union[WfqClassState, _Mapping]]] = ..., size_model: _Optional[_Union[SizeModelInfo, _Mapping]] = ...) -> None: ...
+
+class WfqClassState(_message.Message):
+    __slots__ = ("size_boundary_seconds", "weight", "queued", "running")
+    SIZE_BOUNDARY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    size_boundary_seconds: float
+    weight: float
+    queued: int
+    running: int
+    def __init__(self, size_boundary_seconds: _Optional[float] = ..., weight: _Optional[float] = ..., queued: _Optional[int] = ..., running: _Optional[int] = ...) -> None: ...
+
+class SizeModelInfo(_message.Message):
+    __slots__ = ("trained_on", "mean_abs_pct_error")
+    TRAINED_ON_FIELD_NUMBER: _ClassVar[int]
+    MEAN_ABS_PCT_ERROR_FIELD_NUMBER: _ClassVar[int]
+    trained_on: int
+    mean_abs_pct_error: float
+    def __init__(self, trained_on: _Optional[int] = ..., mean_abs_pct_error: _Optional[float] = ...) -> None: ...
 
 class RegisterExecutorRequest(_message.Message):
     __slots__ = ("executor_id", "pool", "gpus", "kind")
@@ -235,12 +263,14 @@ class JobProgress(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., attained_seconds: _Optional[float] = ..., finished: _Optional[bool] = ..., failed: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("executor_id", "progress")
+    __slots__ = ("executor_id", "progress", "wait")
     EXECUTOR_ID_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FIELD_NUMBER: _ClassVar[int]
     executor_id: str
     progress: _containers.RepeatedCompositeFieldContainer[JobProgress]
-    def __init__(self, executor_id: _Optional[str] = ..., progress: _Optional[_Iterable[_Union[JobProgress, _Mapping]]] = ...) -> None: ...
+    wait: _duration_pb2.Duration
+    def __init__(self, executor_id: _Optional[str] = ..., progress: _Optional[_Iterable[_Union[JobProgress, _Mapping]]] = ..., wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class Assignment(_message.Message):
     __slots__ = ("job_id", "gpu_indices", "command", "remaining_seconds")

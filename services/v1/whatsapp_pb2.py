@@ -23,23 +23,28 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from llmproxy.v1 import events_pb2 as llmproxy_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1allmproxy/v1/whatsapp.proto\x12\x0bllmproxy.v1\x1a\x1fgoogle/protobuf/timestamp.proto\" \n\x0fWhatsAppUserRef\x12\r\n\x05wa_id\x18\x01 \x01(\t\"\xe4\x01\n\x0cWhatsAppUser\x12\r\n\x05wa_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x04 \x01(\t\x12\x0c\n\x04mode\x18\x05 \x01(\t\x12\x14\n\x0cpinned_model\x18\x06 \x01(\t\x12\x18\n\x10\x63ontext_strategy\x18\x07 \x01(\t\x12\x15\n\rcache_enabled\x18\x08 \x01(\x08\x12\x33\n\x0flast_inbound_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"H\n\x12SendMessageRequest\x12\r\n\x05wa_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x15\n\rtemplate_name\x18\x03 \x01(\t\"A\n\x10SendMessageReply\x12\x13\n\x0bmessage_ids\x18\x01 \x03(\t\x12\x18\n\x10sent_as_template\x18\x02 \x01(\x08\x32\x9d\x01\n\x08WhatsApp\x12\x42\n\x07GetUser\x12\x1c.llmproxy.v1.WhatsAppUserRef\x1a\x19.llmproxy.v1.WhatsAppUser\x12M\n\x0bSendMessage\x12\x1f.llmproxy.v1.SendMessageRequest\x1a\x1d.llmproxy.v1.SendMessageReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1allmproxy/v1/whatsapp.proto\x12\x0bllmproxy.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18llmproxy/v1/events.proto\" \n\x0fWhatsAppUserRef\x12\r\n\x05wa_id\x18\x01 \x01(\t\"\xe4\x01\n\x0cWhatsAppUser\x12\r\n\x05wa_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x04 \x01(\t\x12\x0c\n\x04mode\x18\x05 \x01(\t\x12\x14\n\x0cpinned_model\x18\x06 \x01(\t\x12\x18\n\x10\x63ontext_strategy\x18\x07 \x01(\t\x12\x15\n\rcache_enabled\x18\x08 \x01(\x08\x12\x33\n\x0flast_inbound_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"H\n\x12SendMessageRequest\x12\r\n\x05wa_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x15\n\rtemplate_name\x18\x03 \x01(\t\"A\n\x10SendMessageReply\x12\x13\n\x0bmessage_ids\x18\x01 \x03(\t\x12\x18\n\x10sent_as_template\x18\x02 \x01(\x08\"\xa3\x01\n\x0fWhatsAppInbound\x12$\n\x04meta\x18\x01 \x01(\x0b\x32\x16.llmproxy.v1.EventMeta\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\r\n\x05wa_id\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\x12+\n\x07sent_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x96\x01\n\x13WhatsAppStatusEvent\x12$\n\x04meta\x18\x01 \x01(\x0b\x32\x16.llmproxy.v1.EventMeta\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12&\n\x02\x61t\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x05 \x01(\t2\x9d\x01\n\x08WhatsApp\x12\x42\n\x07GetUser\x12\x1c.llmproxy.v1.WhatsAppUserRef\x1a\x19.llmproxy.v1.WhatsAppUser\x12M\n\x0bSendMessage\x12\x1f.llmproxy.v1.SendMessageRequest\x1a\x1d.llmproxy.v1.SendMessageReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'llmproxy.v1.whatsapp_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WHATSAPPUSERREF']._serialized_start=76
-  _globals['_WHATSAPPUSERREF']._serialized_end=108
-  _globals['_WHATSAPPUSER']._serialized_start=111
-  _globals['_WHATSAPPUSER']._serialized_end=339
-  _globals['_SENDMESSAGEREQUEST']._serialized_start=341
-  _globals['_SENDMESSAGEREQUEST']._serialized_end=413
-  _globals['_SENDMESSAGEREPLY']._serialized_start=415
-  _globals['_SENDMESSAGEREPLY']._serialized_end=480
-  _globals['_WHATSAPP']._serialized_start=483
-  _globals['_WHATSAPP']._serialized_end=640
+  _globals['_WHATSAPPUSERREF']._serialized_start=102
+  _globals['_WHATSAPPUSERREF']._serialized_end=134
+  _globals['_WHATSAPPUSER']._serialized_start=137
+  _globals['_WHATSAPPUSER']._serialized_end=365
+  _globals['_SENDMESSAGEREQUEST']._serialized_start=367
+  _globals['_SENDMESSAGEREQUEST']._serialized_end=439
+  _globals['_SENDMESSAGEREPLY']._serialized_start=441
+  _globals['_SENDMESSAGEREPLY']._serialized_end=506
+  _globals['_WHATSAPPINBOUND']._serialized_start=509
+  _globals['_WHATSAPPINBOUND']._serialized_end=672
+  _globals['_WHATSAPPSTATUSEVENT']._serialized_start=675
+  _globals['_WHATSAPPSTATUSEVENT']._serialized_end=825
+  _globals['_WHATSAPP']._serialized_start=828
+  _globals['_WHATSAPP']._serialized_end=985
 # @@protoc_insertion_point(module_scope)

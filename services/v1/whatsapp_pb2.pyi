@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from llmproxy.v1 import events_pb2 as _events_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -54,3 +55,33 @@ class SendMessageReply(_message.Message):
     message_ids: _containers.RepeatedScalarFieldContainer[str]
     sent_as_template: bool
     def __init__(self, message_ids: _Optional[_Iterable[str]] = ..., sent_as_template: _Optional[bool] = ...) -> None: ...
+
+class WhatsAppInbound(_message.Message):
+    __slots__ = ("meta", "message_id", "wa_id", "kind", "text", "sent_at")
+    META_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    WA_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    SENT_AT_FIELD_NUMBER: _ClassVar[int]
+    meta: _events_pb2.EventMeta
+    message_id: str
+    wa_id: str
+    kind: str
+    text: str
+    sent_at: _timestamp_pb2.Timestamp
+    def __init__(self, meta: _Optional[_Union[_events_pb2.EventMeta, _Mapping]] = ..., message_id: _Optional[str] = ..., wa_id: _Optional[str] = ..., kind: _Optional[str] = ..., text: _Optional[str] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class WhatsAppStatusEvent(_message.Message):
+    __slots__ = ("meta", "message_id", "status", "at", "error")
+    META_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    meta: _events_pb2.EventMeta
+    message_id: str
+    status: str
+    at: _timestamp_pb2.Timestamp
+    error: str
+    def __init__(self, meta: _Optional[_Union[_events_pb2.EventMeta, _Mapping]] = ..., message_id: _Optional[str] = ..., status: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ...) -> None: ...

@@ -62,6 +62,25 @@ APP_TABLES = {
     "limit_reservations",  # (0008)
     # cache (0003)
     "cache_entries",
+    # model selection (0004)
+    "model_profiles",
+    "profiled_requests",
+    "router_policies",
+    # scheduler (0005)
+    "scheduler_jobs",
+    "scheduler_predictions",
+    "scheduler_executors",
+    "scheduler_pool_configs",
+    # optimizer (0006)
+    "searches",
+    "search_evaluations",
+    "search_points",
+    # whatsapp (0007)
+    "whatsapp_users",
+    "whatsapp_conversations",
+    "whatsapp_messages",
+    "whatsapp_outbound",
+    "whatsapp_statuses",
 }
 T0 = datetime(2025, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -91,7 +110,7 @@ async def test_upgrade_creates_every_table_and_downgrade_removes_them(blank_db_u
 
     await upgrade(blank_db_url)
     assert await table_names(blank_db_url) == APP_TABLES | {"alembic_version"}
-    assert await current_revision(blank_db_url) == head_revision() == "0003"
+    assert await current_revision(blank_db_url) == head_revision() == "0008"
 
     await downgrade(blank_db_url)
     assert await table_names(blank_db_url) <= {"alembic_version"}

@@ -23,6 +23,9 @@ SEARCH_PROGRESS = "search.progress"
 SEARCH_COMPLETED = "search.completed"
 #: work queue of candidate evaluations shared by optimizer replicas
 SEARCH_EVALUATE = "search.evaluate"
+#: the WhatsApp webhook's accepted messages and delivery statuses, until the inbox has them
+WHATSAPP_INBOUND = "whatsapp.inbound"
+WHATSAPP_STATUS = "whatsapp.status"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,7 @@ STREAMS: tuple[StreamSpec, ...] = (
     StreamSpec("POLICIES", ("policy.>",)),
     StreamSpec("SEARCH", (SEARCH_REQUESTED, SEARCH_PROGRESS, SEARCH_COMPLETED)),
     StreamSpec("SEARCH_TASKS", (SEARCH_EVALUATE,), work_queue=True),
+    StreamSpec("WHATSAPP", (WHATSAPP_INBOUND, WHATSAPP_STATUS), work_queue=True),
 )
 
 

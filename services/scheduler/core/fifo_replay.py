@@ -119,8 +119,34 @@ class FifoClassesForecast:
         self._known.add(job_id)
         self._demand[k] += demand
         if self._unsat_since[k] is not None:
+            if arrival == self.now and self._start_in_free_capacity(k):
+                return True
             # the class had room: the shares change, and may fall for other classes
             self._restart()
+        return True
+
+    def _start_in_free_capacity(self, k: int) -> bool:
+        """Start the job just appended to class ``k`` at once when every class, the newcomer
+        included, fits in the capacity: every class then gets its whole demand and no other
+        job's share changes, so nothing needs redoing (the common case on a quiet cluster).
+        False (nothing changed) otherwise."""
+        i = len(self._ids[k]) - 1
+        capacity = float(self.capacity)
+        if (
+            self._part[k] >= 0
+            or self._started[k] != i
+            or sum(self._demand) > capacity - 1e-9 * max(1.0, capacity)
+        ):
+            return False
+        d = self._dem[k][i]
+        end = self.now + self._rem[k][i] / d
+        self.ends[self._ids[k][i]] = end
+        heapq.heappush(self._heap, (end, k, i))
+        self._started[k] = i + 1
+        self._used[k] += d
+        # the water-fill of demands that fit gives every class exactly its demand
+        self._shares = list(self._shares)
+        self._shares[k] = self._demand[k]
         return True
 
     # ----------------------------------------------------------------- queries
@@ -157,13 +183,16 @@ class FifoClassesForecast:
             running[k].sort()
             start = self._started[k]
             ids, rem, dem = self._ids[k], self._rem[k], self._dem[k]
-            for i, _ in running[k]:
+            back = [(ids[i], r, dem[i]) for i, r in running[k]]
+            # the running jobs go back, in queue order, to the slots just before the first
+            # job never started (finished jobs' slots; the i-th smallest of r distinct indices
+            # below ``start`` is at most start - r + i, so no unread slot is overwritten)
+            first = start - len(back)
+            for offset, (job_id, r, d) in enumerate(back):
                 # a forecast fixed under the old shares no longer holds
-                self.ends.pop(ids[i], None)
-            self._ids[k] = [ids[i] for i, _ in running[k]] + ids[start:]
-            self._rem[k] = [r for _, r in running[k]] + rem[start:]
-            self._dem[k] = [dem[i] for i, _ in running[k]] + dem[start:]
-            self._started[k] = 0
+                self.ends.pop(job_id, None)
+                ids[first + offset], rem[first + offset], dem[first + offset] = job_id, r, d
+            self._started[k] = first
             self._used[k] = 0.0
             self._part[k] = -1
             self._part_end[k] = math.inf
@@ -225,43 +254,43 @@ class FifoClassesForecast:
     def _step(self, until: float) -> bool:
         """Handle the next event if it is due at or before ``until``; False if none is."""
         heap = self._heap
-        t = heap[0][0] if heap else math.inf
         part_end = self._part_end
-        for k in range(self._classes):
-            if part_end[k] < t:
-                t = part_end[k]
-        if t > until or math.isinf(t):
+        first_part = min(part_end)
+        t = heap[0][0] if heap else math.inf
+        if first_part < t:
+            t = first_part
+        if t > until or t == math.inf:
             return False
         self.now = t
         limit = t + _TIME_TOLERANCE * max(1.0, abs(t))
-        touched = [False] * self._classes
+        touched: set[int] = set()
+        used, demand, dems = self._used, self._demand, self._dem
         while heap and heap[0][0] <= limit:
             _, k, i = heapq.heappop(heap)
-            d = self._dem[k][i]
-            self._used[k] -= d
-            self._demand[k] -= d
-            touched[k] = True
-        for k in range(self._classes):
-            i = self._part[k]
-            if i >= 0 and part_end[k] <= limit:
-                self.ends[self._ids[k][i]] = t
-                self._demand[k] -= self._dem[k][i]
-                self._part[k] = -1
-                part_end[k] = math.inf
-                touched[k] = True
+            d = dems[k][i]
+            used[k] -= d
+            demand[k] -= d
+            touched.add(k)
+        if first_part <= limit:
+            for k in range(self._classes):
+                i = self._part[k]
+                if i >= 0 and part_end[k] <= limit:
+                    self.ends[self._ids[k][i]] = t
+                    demand[k] -= dems[k][i]
+                    self._part[k] = -1
+                    part_end[k] = math.inf
+                    touched.add(k)
         shares = self._shares
-        demand = self._demand
         # a class whose demand stays above its share leaves the water-fill unchanged
-        if any(touched[k] and demand[k] < shares[k] for k in range(self._classes)):
+        if any(demand[k] < shares[k] for k in touched):
             fresh = weighted_water_fill(demand, self.weights, self.capacity)
             for k in range(self._classes):
                 if fresh[k] != shares[k]:
-                    touched[k] = True
+                    touched.add(k)
             self._shares = fresh
-        for k in range(self._classes):
-            if touched[k]:
-                self._fill(k)
-        self._note_saturation([k for k in range(self._classes) if touched[k]])
+        for k in sorted(touched):
+            self._fill(k)
+        self._note_saturation(sorted(touched))
         return True
 
 

@@ -19,6 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from .model import ConfigError, WfqConfig
+from .waiting import WaitingRule
 
 __all__ = [
     "POLICY_NAMES",
@@ -34,6 +35,8 @@ __all__ = [
     "fill_in_order",
     "make_policy",
     "max_min_fair",
+    "themis_greedy",
+    "themis_greedy_reference",
     "weighted_water_fill",
 ]
 
@@ -183,6 +186,12 @@ class _NoClasses:
     # "weighted water-fill over classes, FIFO with demand caps inside each", which the
     # predictor replays by queue heads only; None: the straightforward replay
     fifo_class_weights: tuple[float, ...] | None = None
+    # optional policy attribute (not in the Protocol): when a waiting job is sure to get
+    # nothing (the core then keeps it out of its decisions); None: every job is decided
+    waiting_rule: WaitingRule | None = None
+    # optional policy attribute (not in the Protocol): True when the policy is max-min fair
+    # sharing with demand caps, which the predictor replays by the fair level only
+    max_min_shares = False
 
     def job_class(self, believed_size: float) -> int:
         return 0
@@ -196,6 +205,7 @@ class Fifo(_NoClasses):
     keeps_full_demand = True
     # one class with all the GPUs: the predictor's queue-head replay applies
     fifo_class_weights = (1.0,)
+    waiting_rule = WaitingRule("submission")
 
     def allocate(self, jobs: ActiveJobs, capacity: Any) -> np.ndarray:
         return fill_in_order(jobs.demand, None, capacity)
@@ -207,6 +217,7 @@ class Srsf(_NoClasses):
     artifact's ``demand * remaining / thrpt(demand)``."""
 
     name = "srsf"
+    waiting_rule = WaitingRule("remaining")
 
     def allocate(self, jobs: ActiveJobs, capacity: Any) -> np.ndarray:
         return fill_in_order(jobs.demand, np.argsort(jobs.remaining, kind="stable"), capacity)
@@ -216,6 +227,7 @@ class Las(_NoClasses):
     """Least attained service first; ties in submission order."""
 
     name = "las"
+    waiting_rule = WaitingRule("attained")
 
     def allocate(self, jobs: ActiveJobs, capacity: Any) -> np.ndarray:
         return fill_in_order(jobs.demand, np.argsort(jobs.attained, kind="stable"), capacity)
@@ -225,6 +237,7 @@ class MaxMinFair(_NoClasses):
     """Max-min fair share of the GPUs with demand caps (fluid)."""
 
     name = "maxmin"
+    max_min_shares = True
     # the fair level only rises when jobs leave
     keeps_full_demand = True
 
@@ -242,6 +255,7 @@ class Afs(_NoClasses):
     """
 
     name = "afs"
+    waiting_rule = WaitingRule("remaining", one_gpu_each=True)
 
     def allocate(self, jobs: ActiveJobs, capacity: Any) -> np.ndarray:
         demand = jobs.demand
@@ -255,7 +269,8 @@ class Afs(_NoClasses):
         if spare > 0:
             order = np.argsort(jobs.remaining, kind="stable")
             eligible = order[demand[order] > level][:spare]
-            alloc[eligible] += 1
+            # a job never gets more than its demand (a fractional demand below the next GPU)
+            alloc[eligible] = np.minimum(alloc[eligible] + 1, demand[eligible])
         return alloc
 
 
@@ -276,24 +291,102 @@ class ThemisLike(_NoClasses):
         self.reallocation_interval = float(quantum)
 
     def allocate(self, jobs: ActiveJobs, capacity: Any) -> np.ndarray:
-        demand = jobs.demand
-        alloc = demand * 0
-        left = min(demand.sum(), capacity)
-        if len(demand) == 0:
-            return alloc
-        fair_gpus = np.minimum(capacity / jobs.contention, demand)
-        t_ideal = jobs.size / fair_gpus
-        age = jobs.now - jobs.arrival
-        open_ = np.ones(len(demand), dtype=bool)
-        while left > 0 and open_.any():
-            could_get = np.minimum(demand, left)
-            rho = (age + jobs.remaining / could_get) / t_ideal
-            rho = np.where(open_, rho, -np.inf)
-            top = int(np.argmax(rho))
-            alloc[top] = could_get[top]
-            left -= could_get[top]
-            open_[top] = False
+        if jobs.demand.dtype != np.float64:
+            return themis_greedy_reference(jobs, capacity)
+        return themis_greedy(jobs, capacity)
+
+
+def _themis_columns(jobs: ActiveJobs, capacity: Any) -> tuple[Any, Any]:
+    fair_gpus = np.minimum(capacity / jobs.contention, jobs.demand)
+    return jobs.size / fair_gpus, jobs.now - jobs.arrival
+
+
+def themis_greedy_reference(jobs: ActiveJobs, capacity: Any) -> np.ndarray:
+    """Themis-like greedy allocation, literally: one pass over every job per job served
+    (O(GPUs x jobs)); exact on Fraction columns. :func:`themis_greedy` is the fast form."""
+    demand = jobs.demand
+    alloc = demand * 0
+    left = min(demand.sum(), capacity)
+    if len(demand) == 0:
         return alloc
+    t_ideal, age = _themis_columns(jobs, capacity)
+    open_ = np.ones(len(demand), dtype=bool)
+    while left > 0 and open_.any():
+        could_get = np.minimum(demand, left)
+        rho = (age + jobs.remaining / could_get) / t_ideal
+        rho = np.where(open_, rho, -np.inf)
+        top = int(np.argmax(rho))
+        alloc[top] = could_get[top]
+        left -= could_get[top]
+        open_[top] = False
+    return alloc
+
+
+#: jobs the fast Themis-like greedy ranks up front (more only when it walks past them)
+_THEMIS_TOP = 256
+
+
+def themis_greedy(jobs: ActiveJobs, capacity: Any) -> np.ndarray:
+    """The same allocation as :func:`themis_greedy_reference` (float columns), in
+    O(jobs + served x log jobs) instead of a pass over every job per job served.
+
+    A job whose demand fits in what is left would take its whole demand, so its rho is fixed
+    (``rho_full``): the best of those is the first of a ranking by rho_full that is computed
+    once. A job whose demand exceeds what is left would take all of it (and end the pass);
+    its rho depends on what is left, and what is left only shrinks, so those jobs are a
+    growing suffix of the jobs sorted by demand, evaluated afresh at each step. Ties go to
+    the lowest index, as ``argmax`` does in the reference."""
+    demand = jobs.demand
+    n = len(demand)
+    alloc = np.zeros(n)
+    left = min(demand.sum(), capacity)
+    if n == 0:
+        return alloc
+    t_ideal, age = _themis_columns(jobs, capacity)
+    remaining = jobs.remaining
+    rho_full = (age + remaining / demand) / t_ideal
+    if n > _THEMIS_TOP:
+        kth = np.partition(rho_full, n - _THEMIS_TOP)[n - _THEMIS_TOP]
+        ranked = np.flatnonzero(rho_full >= kth)
+        ranked = ranked[np.argsort(-rho_full[ranked], kind="stable")]
+    else:
+        ranked = np.argsort(-rho_full, kind="stable")
+    complete = len(ranked) == n
+    ranked_list = ranked.tolist()
+    fits = demand[ranked].tolist()
+    largest = float(demand.max())
+    ptr = 0
+    while left > 0:
+        # the best job that fits: the first ranked one whose demand fits (a job passed over
+        # because it did not fit never fits again); every earlier ranked one is served
+        while True:
+            if ptr == len(ranked_list) and not complete:
+                ranked_list = np.argsort(-rho_full, kind="stable").tolist()
+                fits = demand[ranked_list].tolist()
+                complete = True
+            if ptr == len(ranked_list) or fits[ptr] <= left:
+                break
+            ptr += 1
+        fit = ranked_list[ptr] if ptr < len(ranked_list) else -1
+        # the best job that does not fit (it would take all that is left)
+        over, over_rho = -1, -math.inf
+        if left < largest:
+            cand = np.flatnonzero((demand > left) & (alloc == 0))
+            if len(cand):
+                rho_over = (age[cand] + remaining[cand] / left) / t_ideal[cand]
+                best = rho_over.max()
+                over = int(cand[np.flatnonzero(rho_over == best)[0]])
+                over_rho = float(best)
+        if fit < 0 and over < 0:
+            break
+        fit_rho = float(rho_full[fit]) if fit >= 0 else -math.inf
+        if over >= 0 and (fit < 0 or over_rho > fit_rho or (over_rho == fit_rho and over < fit)):
+            alloc[over] = left
+            break
+        alloc[fit] = demand[fit]
+        left -= demand[fit]
+        ptr += 1
+    return alloc
 
 
 class WfqPcs:
@@ -311,6 +404,7 @@ class WfqPcs:
     reallocation_interval: float | None = None
     # departures only raise the other classes' shares and shrink the queue ahead in a class
     keeps_full_demand = True
+    waiting_rule = WaitingRule("submission", per_class=True)
 
     def __init__(self, config: WfqConfig | None = None) -> None:
         self.config = config or WfqConfig.single_class()

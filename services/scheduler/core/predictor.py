@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from .cluster import Cluster
+from .fair_replay import max_min_completion_time
 from .fifo_replay import FifoClassesForecast, fifo_classes_completion_time
 from .model import SchedulerError
 
@@ -19,11 +20,24 @@ def predict_completion_time(cluster: Cluster, job_id: int) -> float:
     untouched. With exact sizes and no later arrival the prediction is the job's actual
     completion time. Policies that serve weighted classes FIFO inside each class
     (``fifo_class_weights``: FIFO, WFQ-PCS) are replayed by the queue-head algorithm of
-    :mod:`.fifo_replay` in the fluid model with linear scaling; everything else (and those
-    policies with whole GPUs or a speed-up curve) by :func:`replay_completion_time`.
+    :mod:`.fifo_replay`, max-min fair sharing (``max_min_shares``) by the fair-level replay
+    of :mod:`.fair_replay`, both in the fluid model with linear scaling; everything else
+    (and those policies with whole GPUs or a speed-up curve) by
+    :func:`replay_completion_time`.
     """
     weights = getattr(cluster.policy, "fifo_class_weights", None)
-    if weights is None or cluster.speedup is not None or cluster.config.whole_gpus:
+    fluid_linear = cluster.speedup is None and not cluster.config.whole_gpus
+    if fluid_linear and getattr(cluster.policy, "max_min_shares", False):
+        ids, remaining, demand, _ = cluster.believed_columns()
+        return max_min_completion_time(
+            now=cluster.now,
+            ids=ids,
+            remaining=remaining,
+            demand=demand,
+            capacity=cluster.config.gpus,
+            job_id=job_id,
+        )
+    if weights is None or not fluid_linear:
         return replay_completion_time(cluster, job_id)
     ids, remaining, demand, job_class = cluster.believed_columns()
     return fifo_classes_completion_time(

@@ -164,7 +164,7 @@ async def test_streaming_yields_the_choice_first_then_text_then_the_full_reply()
 async def test_a_cache_hit_answers_for_free_without_calling_the_provider() -> None:
     provider = FakeProvider(LOCAL, answer="from the model")
     cache = FakeCache({"capital of France?": "Paris (cached)."})
-    flow, bus, context, seen = await _flow(provider, cache)
+    flow, bus, _context, seen = await _flow(provider, cache)
     reply = await flow.ask(gateway_pb2.AskRequest(prompt="capital of France?"), Caller("acme", "a"))
     assert reply.answer == "Paris (cached)." and not provider.requests
     assert reply.cache.outcome == common_pb2.CACHE_OUTCOME_SEMANTIC_HIT

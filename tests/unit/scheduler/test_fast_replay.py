@@ -93,3 +93,25 @@ def test_the_reused_forecast_agrees_with_a_fresh_replay(label, seed, fractional,
             assert fast == pytest.approx(slow, rel=1e-9, abs=1e-9), (label, job_id)
             checked += 1
     assert checked > 30
+
+
+@pytest.mark.parametrize(
+    ("seed", "fractional", "gpus"), [(31, False, 8), (32, True, 6.5), (33, False, 3)]
+)
+def test_the_fair_level_replay_of_max_min_agrees_with_the_straightforward_one(
+    seed, fractional, gpus
+):
+    cluster = Cluster(ClusterConfig(gpus=gpus), make_policy("maxmin"))
+    rng = np.random.default_rng(seed)
+    checked = 0
+    for job in _workload(seed, 0.0, fractional):
+        while cluster.next_event_time() <= job.arrival:
+            cluster.advance(cluster.next_event_time())
+        cluster.submit(job, job.arrival)
+        active = cluster.active_job_ids()
+        for job_id in {job.job_id, *rng.choice(active, size=min(3, len(active))).tolist()}:
+            fast = predict_completion_time(cluster, job_id)
+            slow = replay_completion_time(cluster, job_id)
+            assert fast == pytest.approx(slow, rel=1e-9, abs=1e-9), job_id
+            checked += 1
+    assert checked > 90

@@ -1,0 +1,166 @@
+"""The webhook Meta calls: the verification handshake and signed notifications.
+
+``POST`` does the least that makes a message safe — size check, signature check, parse,
+publish to JetStream (stored when the publish returns) — and answers 200; the intake
+consumer and the workers do the rest. Status codes: 401 no signature, 403 wrong
+signature, 413 body over the limit (refused before it is read whole), 400 malformed
+notification, 503 JetStream did not store it (Meta delivers it again later).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import socket
+from collections.abc import Awaitable, Callable
+from contextlib import contextmanager
+from datetime import datetime
+
+import structlog
+import uvicorn
+from prometheus_client import Counter, Histogram
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from llmproxy.platform.errors import LLMProxyError, http_status_for
+from llmproxy.whatsapp.payload import Notification, parse_notification
+from llmproxy.whatsapp.signature import SIGNATURE_HEADER, verify_signature
+
+__all__ = ["WebhookServer", "build_webhook_app"]
+
+log = structlog.get_logger(__name__)
+
+ACKS = Histogram(
+    "llmproxy_whatsapp_webhook_seconds",
+    "Time to acknowledge a webhook POST",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+)
+REFUSED = Counter("llmproxy_whatsapp_webhook_refused_total", "Webhook POSTs refused", ["status"])
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    REFUSED.labels(str(status)).inc()
+    return JSONResponse({"error": message}, status_code=status)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _TooLarge
+    return bytes(body)
+
+
+def build_webhook_app(
+    publish: Callable[[Notification, datetime], Awaitable[None]],
+    *,
+    path: str,
+    app_secret: str,
+    verify_token: str,
+    phone_number_id: str,
+    max_body_bytes: int,
+    clock: Callable[[], datetime],
+) -> Starlette:
+    """The Starlette app; ``publish`` stores a verified notification durably (JetStream)."""
+
+    async def verify(request: Request) -> Response:
+        params = request.query_params
+        token = params.get("hub.verify_token", "")
+        if (
+            params.get("hub.mode") == "subscribe"
+            and verify_token
+            and hmac.compare_digest(token.encode(), verify_token.encode())
+        ):
+            return PlainTextResponse(params.get("hub.challenge", ""))
+        return _error(403, "verification failed: wrong hub.mode or hub.verify_token")
+
+    async def notify(request: Request) -> Response:
+        with ACKS.time():
+            try:
+                raw = await _read_body(request, max_body_bytes)
+            except _TooLarge:
+                return _error(413, f"the body is over {max_body_bytes} bytes")
+            except ClientDisconnect:
+                return _error(400, "the client went away mid-body")
+            try:
+                verify_signature(raw, request.headers.get(SIGNATURE_HEADER), app_secret)
+                notification = parse_notification(raw, phone_number_id=phone_number_id)
+            except LLMProxyError as exc:
+                return _error(int(http_status_for(exc)), exc.message)
+            try:
+                await publish(notification, clock())
+            except Exception as exc:  # not stored: Meta must deliver it again
+                log.warning("a notification could not be stored; answering 503", error=str(exc))
+                return _error(503, "temporarily unable to accept messages")
+            return JSONResponse(
+                {
+                    "received": len(notification.messages),
+                    "statuses": len(notification.statuses),
+                    "skipped_changes": notification.skipped,
+                }
+            )
+
+    return Starlette(
+        routes=[
+            Route(path, verify, methods=["GET"]),
+            Route(path, notify, methods=["POST"]),
+        ]
+    )
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without its own signal handlers: the service runtime owns SIGTERM."""
+
+    @contextmanager
+    def capture_signals(self):  # type: ignore[no-untyped-def, override]
+        yield
+
+
+class WebhookServer:
+    """uvicorn serving the webhook as a task on the service's loop; :meth:`stop` drains it."""
+
+    def __init__(self, app: Starlette, *, host: str, port: int, drain_timeout_s: float) -> None:
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # without it a response written in two parts waits for the client's delayed ACK
+        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._socket.bind((host, port))
+        self.host = host
+        self.port = self._socket.getsockname()[1]
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=max(1, int(drain_timeout_s)),
+            backlog=2048,
+        )
+        self._server = _EmbeddedServer(config)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]))
+        while not self._server.started:
+            if self._task.done():
+                await self._task
+                return
+            await asyncio.sleep(0.01)
+        log.info("webhook listening", host=self.host, port=self.port)
+
+    async def stop(self) -> None:
+        if self._task is None:
+            self._socket.close()
+            return
+        self._server.should_exit = True
+        await self._task
+        self._socket.close()

@@ -1,0 +1,40 @@
+"""The router benchmark runs end to end at smoke size and writes where it is told (never over
+the committed full result)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llmproxy.optimizer.router.dataset import DEFAULT_DATA_DIR
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_router_smoke_reports_held_out_domains_only(tmp_path: Path) -> None:
+    if not DEFAULT_DATA_DIR.is_dir():
+        pytest.skip(f"{DEFAULT_DATA_DIR} is absent (shared routing data not checked out)")
+    committed = ROOT / "bench" / "results" / "router.json"
+    before = committed.stat().st_mtime_ns if committed.exists() else None
+    out = tmp_path / "router.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "router" / "run.py"), "--smoke", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    after = committed.stat().st_mtime_ns if committed.exists() else None
+    assert after == before, "a smoke run rewrote the committed result"
+    result = json.loads(out.read_text())
+    folds = result["split"]["folds"]
+    held_out = [d for fold in folds for d in fold["held_out_domains"]]
+    assert len(held_out) == len(set(held_out)) == result["data"]["domains"]
+    assert result["data"]["excluded_contaminated"] >= 1
+    curve = result["rankings"]["cheap_confidence"]["curve"]
+    assert curve[0]["router_accuracy"] == pytest.approx(result["accuracy"]["cheap"], abs=1e-3)
+    assert curve[-1]["router_accuracy"] == pytest.approx(result["accuracy"]["strong"], abs=1e-3)
+    assert "strong share" in proc.stdout
