@@ -10,13 +10,23 @@ time-to-live has passed (:meth:`LimitGuard.sweep`, run by every replica).
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from llmproxy.gateway.limits import Amounts, Claim, LimitRule, Who, fits, plan_claims, rejection
+from llmproxy.gateway.limits import (
+    Amounts,
+    Claim,
+    LimitExceededError,
+    LimitRule,
+    Who,
+    fits,
+    plan_claims,
+    rejection,
+)
 
 __all__ = ["InMemoryLimitStore", "LimitGuard", "LimitStore", "Reservation"]
 
@@ -64,13 +74,31 @@ class Reservation:
     def empty(self) -> bool:
         return not self.claims
 
-    async def settle(self, actual: Amounts) -> None:
-        """Idempotent: the first call counts, later ones do nothing."""
+    async def settle(self, actual: Amounts, *, retry_for_s: float = 300.0) -> None:
+        """Idempotent: the first call counts, later ones do nothing.
+
+        The settlement is one transaction; while the database is away it is retried with
+        backoff for ``retry_for_s`` (an answered request's spend must reach the counters,
+        not only the ledger). Past that, the reservation's TTL releases the hold.
+        """
         if self._settled:
             return
         self._settled = True
-        if self.claims:
-            await self._store.settle(self.claims, actual, reservation_id=self.id)
+        if not self.claims:
+            return
+        delay, waited = 0.25, 0.0
+        while True:
+            try:
+                await self._store.settle(self.claims, actual, reservation_id=self.id)
+                return
+            except LimitExceededError:
+                raise
+            except Exception:
+                if waited >= retry_for_s:
+                    raise
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 10.0)
 
 
 class LimitGuard:

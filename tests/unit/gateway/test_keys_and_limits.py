@@ -149,3 +149,23 @@ async def test_a_reservation_its_gateway_never_settled_is_released_after_its_ttl
     # a late settlement of a released reservation adds its use, never a second release
     await crashed.settle(Amounts(requests=1))
     assert store.counters[day] == [2, 2]
+
+
+async def test_a_settlement_the_database_refused_is_retried_until_it_lands() -> None:
+    rule = LimitRule("lim_1", "acme", "requests", "day", 5)
+
+    class Flaky(InMemoryLimitStore):
+        failures = 2
+
+        async def settle(self, claims, actual, *, reservation_id):  # type: ignore[no-untyped-def]
+            if self.failures:
+                self.failures -= 1
+                raise ConnectionError("database away")
+            await super().settle(claims, actual, reservation_id=reservation_id)
+
+    store = Flaky([rule])
+    guard = LimitGuard(store, clock=lambda: NOW)
+    reservation = await guard.reserve(WHO, Amounts(requests=1))
+    await reservation.settle(Amounts(requests=1))
+    assert store.failures == 0
+    assert store.counters[("lim_1", "", NOW.replace(hour=0, minute=0, second=0))] == [1, 0]
