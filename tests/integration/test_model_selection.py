@@ -92,6 +92,15 @@ async def test_the_profiler_learns_latency_cost_errors_and_quality(
             await publish_event(bus, LLM_COMPLETED, event)
         failed = _completed("bad", "fake-small", ttft_ms=0, latency_ms=0, error=True)
         await publish_event(bus, LLM_COMPLETED, failed)
+        # feedback follows an answer the caller has seen: wait until the answers are profiled
+        async with grpc.aio.insecure_channel(profiler.address) as channel:
+            stub = profiler_pb2_grpc.ProfilerStub(channel)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                reply = await stub.GetProfiles(profiler_pb2.GetProfilesRequest(), timeout=5)
+                if reply.profiles and reply.profiles[0].requests >= 11:
+                    break
+                await asyncio.sleep(0.2)
         for request_id, kind, rating in [
             ("r0", events_pb2.FEEDBACK_KIND_RATING, 5),
             ("r1", events_pb2.FEEDBACK_KIND_WRONG, 0),
