@@ -21,7 +21,7 @@ from llmproxy.gateway.access import Authenticator, Caller
 from llmproxy.gateway.ask import AskFlow, RetryPolicy
 from llmproxy.gateway.catalog import Catalog, load_catalog
 from llmproxy.gateway.context_client import GrpcContextClient
-from llmproxy.gateway.http_api import HttpServer, build_app
+from llmproxy.gateway.http_api import build_app
 from llmproxy.gateway.providers.anthropic import AnthropicProvider
 from llmproxy.gateway.providers.openai_compat import OpenAICompatibleProvider
 from llmproxy.gateway.providers.port import Provider
@@ -35,6 +35,7 @@ from llmproxy.platform.connect import connect_bus, connect_database
 from llmproxy.platform.db.engine import redacted_url, session_factory
 from llmproxy.platform.embeddings import Embedder
 from llmproxy.platform.errors import ConfigurationError
+from llmproxy.platform.http_server import HttpServer
 from llmproxy.platform.settings import Duration, ServiceSettings
 from llmproxy.profiler.live import LiveProfiles
 from llmproxy.v1 import gateway_pb2, gateway_pb2_grpc

@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from llmproxy.platform.connect import connect_bus, connect_database
 from llmproxy.platform.db.engine import redacted_url, session_factory
 from llmproxy.platform.errors import ConfigurationError
+from llmproxy.platform.http_server import HttpServer
 from llmproxy.platform.settings import Duration, ServiceSettings
 from llmproxy.v1 import whatsapp_pb2, whatsapp_pb2_grpc
 from llmproxy.whatsapp.core import ChannelPolicy
@@ -28,7 +29,7 @@ from llmproxy.whatsapp.inbox import SqlInbox
 from llmproxy.whatsapp.intake import InboxIntake, publish_notification
 from llmproxy.whatsapp.servicer import WhatsAppServicer
 from llmproxy.whatsapp.upstream import GrpcUpstream
-from llmproxy.whatsapp.webhook import WebhookServer, build_webhook_app
+from llmproxy.whatsapp.webhook import build_webhook_app
 from llmproxy.whatsapp.worker import Delivery, InboxWorker, MessageHandler
 
 __all__ = ["App", "Settings"]
@@ -165,7 +166,7 @@ class App:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._resources = AsyncExitStack()
-        self.webhook: WebhookServer | None = None
+        self.webhook: HttpServer | None = None
 
     async def start(self, server: grpc.aio.Server) -> None:
         settings = self._settings
@@ -256,7 +257,7 @@ class App:
         )
         for subscription in await intake.subscribe(bus):
             opened.push_async_callback(subscription.stop)
-        self.webhook = WebhookServer(
+        self.webhook = HttpServer(
             build_webhook_app(
                 lambda notification, now: publish_notification(bus, notification, now),
                 path=settings.webhook_path,
@@ -269,6 +270,7 @@ class App:
             host=settings.webhook_host,
             port=settings.webhook_port,
             drain_timeout_s=drain,
+            name="webhook",
         )
         await self.webhook.start()
         # stops first (LIFO): nothing new is accepted while the worker drains

@@ -9,15 +9,11 @@ notification, 503 JetStream did not store it (Meta delivers it again later).
 
 from __future__ import annotations
 
-import asyncio
 import hmac
-import socket
 from collections.abc import Awaitable, Callable
-from contextlib import contextmanager
 from datetime import datetime
 
 import structlog
-import uvicorn
 from prometheus_client import Counter, Histogram
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
@@ -28,7 +24,7 @@ from llmproxy.platform.errors import LLMProxyError, http_status_for
 from llmproxy.whatsapp.payload import Notification, parse_notification
 from llmproxy.whatsapp.signature import SIGNATURE_HEADER, verify_signature
 
-__all__ = ["WebhookServer", "build_webhook_app"]
+__all__ = ["build_webhook_app"]
 
 log = structlog.get_logger(__name__)
 
@@ -116,51 +112,3 @@ def build_webhook_app(
             Route(path, notify, methods=["POST"]),
         ]
     )
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without its own signal handlers: the service runtime owns SIGTERM."""
-
-    @contextmanager
-    def capture_signals(self):  # type: ignore[no-untyped-def, override]
-        yield
-
-
-class WebhookServer:
-    """uvicorn serving the webhook as a task on the service's loop; :meth:`stop` drains it."""
-
-    def __init__(self, app: Starlette, *, host: str, port: int, drain_timeout_s: float) -> None:
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # without it a response written in two parts waits for the client's delayed ACK
-        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._socket.bind((host, port))
-        self.host = host
-        self.port = self._socket.getsockname()[1]
-        config = uvicorn.Config(
-            app,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=max(1, int(drain_timeout_s)),
-            backlog=2048,
-        )
-        self._server = _EmbeddedServer(config)
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]))
-        while not self._server.started:
-            if self._task.done():
-                await self._task
-                return
-            await asyncio.sleep(0.01)
-        log.info("webhook listening", host=self.host, port=self.port)
-
-    async def stop(self) -> None:
-        if self._task is None:
-            self._socket.close()
-            return
-        self._server.should_exit = True
-        await self._task
-        self._socket.close()
