@@ -18,12 +18,10 @@ __all__ = [
     "QuoteLine",
     "backoff_delays",
     "check_context_window",
-    "choose_model",
     "estimate_request",
     "fallback_chain",
     "output_budget",
     "price_answer",
-    "quote_lines",
     "stronger_model",
     "validate_messages",
     "validate_prompt",
@@ -177,73 +175,6 @@ class QuoteLine:
     selected: bool
     within_constraints: bool
     excluded_reason: str
-
-
-def quote_lines(
-    catalog: Catalog,
-    chosen: ModelSpec,
-    *,
-    input_tokens: int,
-    max_tokens: int | None,
-    allowed: Sequence[str] = (),
-    max_cost_nanousd: int = 0,
-    deadline_s: float = 0.0,
-) -> list[QuoteLine]:
-    """Every catalog model, priced for this prompt, with why any would not be used.
-
-    The estimate assumes ``max_tokens`` of output, or :data:`QUOTE_OUTPUT_TOKENS` when none
-    is set; callable models come first, cheapest first.
-    """
-    output = max_tokens or QUOTE_OUTPUT_TOKENS
-    lines = []
-    for model in catalog.models.values():
-        cost = model.price.cost_nanousd(input_tokens, output)
-        latency = model.estimated_latency_s(output)
-        reasons = []
-        if not model.available:
-            reasons.append(f"not configured (set {model.api_key_env})")
-        if allowed and model.name not in allowed:
-            reasons.append("not in allowed_models")
-        if input_tokens + (max_tokens or 0) > model.context_window:
-            reasons.append(f"prompt exceeds its {model.context_window}-token context window")
-        if max_cost_nanousd and cost > max_cost_nanousd:
-            reasons.append(f"estimated cost {cost} nano-USD is over max_cost {max_cost_nanousd}")
-        if deadline_s and latency > deadline_s:
-            reasons.append(f"estimated {latency:.1f} s is past the {deadline_s:.1f} s deadline")
-        lines.append(
-            QuoteLine(
-                model=model,
-                estimated_cost_nanousd=cost,
-                estimated_latency_s=latency,
-                selected=model.name == chosen.name,
-                within_constraints=not reasons,
-                excluded_reason="; ".join(reasons),
-            )
-        )
-    lines.sort(key=lambda q: (not q.model.available, q.estimated_cost_nanousd, q.model.name))
-    return lines
-
-
-def choose_model(catalog: Catalog, *, pinned: str = "", allowed: Sequence[str] = ()) -> Choice:
-    """The model to call: the pinned one, else the catalog default among the allowed.
-
-    Learned, preference-driven selection replaces the default in the model-selection work;
-    pinning will keep bypassing it.
-    """
-    if pinned:
-        if allowed and pinned not in allowed:
-            raise InvalidArgumentError(
-                f"pinned model {pinned!r} is not among allowed_models {sorted(allowed)}",
-                field="preferences.pinned_model",
-            )
-        return Choice(catalog.get(pinned), policy="pinned", reason="pinned by the caller")
-    if allowed:
-        for name in allowed:
-            catalog.get(name)  # unknown names are an error, not silently skipped
-        if catalog.default_model in allowed:
-            return Choice(catalog.get(catalog.default_model), "default", "catalog default")
-        return Choice(catalog.get(allowed[0]), "default", "first allowed model")
-    return Choice(catalog.get(catalog.default_model), "default", "catalog default")
 
 
 def price_answer(

@@ -9,7 +9,6 @@ import pytest
 from llmproxy.gateway.access import Caller
 from llmproxy.gateway.ask import AskFlow, RetryPolicy
 from llmproxy.gateway.catalog import parse_catalog
-from llmproxy.gateway.core import quote_lines
 from llmproxy.gateway.limits import LimitExceededError, LimitRule
 from llmproxy.gateway.providers.fake import FakeProvider
 from llmproxy.gateway.reservations import InMemoryLimitStore, LimitGuard
@@ -160,17 +159,3 @@ async def test_an_abandoned_stream_releases_its_reservation_and_is_recorded() ->
     assert reserved == 0 and used > 0  # the generated token is paid for, the rest released
     assert seen[0].error and seen[0].answer == "a " and seen[0].cost.cost_nanousd == used
     await bus.close()
-
-
-def test_quote_prices_every_model_from_the_catalog_and_explains_exclusions() -> None:
-    lines = quote_lines(
-        CATALOG, CATALOG.get("cheap"), input_tokens=100, max_tokens=None,
-        allowed=("cheap", "strong"), max_cost_nanousd=5_000,
-    )  # fmt: skip
-    by_name = {line.model.name: line for line in lines}
-    assert by_name["strong"].estimated_cost_nanousd == 100 * 10_000 + 256 * 30_000
-    assert by_name["cheap"].selected and by_name["cheap"].excluded_reason.startswith(
-        "prompt exceeds"
-    )
-    assert by_name["backup"].excluded_reason.startswith("not in allowed_models")
-    assert "over max_cost" in by_name["strong"].excluded_reason

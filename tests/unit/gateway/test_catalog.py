@@ -3,7 +3,7 @@ from decimal import Decimal
 import pytest
 
 from llmproxy.gateway.catalog import Price, load_catalog, parse_catalog
-from llmproxy.gateway.core import choose_model, price_answer, validate_prompt
+from llmproxy.gateway.core import price_answer, validate_prompt
 from llmproxy.platform.errors import ConfigurationError, InvalidArgumentError, NotFoundError
 
 DOC = {
@@ -63,17 +63,6 @@ def test_bad_catalog_values_are_named() -> None:
     bad = {"models": [{"name": "m", "price_per_million": {"input": "lots"}}]}
     with pytest.raises(ConfigurationError, match=r"m\.price_per_million\.input"):
         parse_catalog(bad, environ={})
-
-
-def test_pinning_and_allowed_models() -> None:
-    catalog = parse_catalog(DOC, environ={"STRONG_KEY": "k"})
-    assert choose_model(catalog).model.name == "cheap"
-    assert choose_model(catalog, pinned="strong").policy == "pinned"
-    assert choose_model(catalog, allowed=("strong",)).model.name == "strong"
-    with pytest.raises(InvalidArgumentError, match="not among allowed_models"):
-        choose_model(catalog, pinned="strong", allowed=("cheap",))
-    with pytest.raises(NotFoundError, match="unknown model 'gpt-9'"):
-        choose_model(catalog, pinned="gpt-9")
 
 
 @pytest.mark.parametrize(
