@@ -103,7 +103,7 @@ def smollm2_gguf() -> Path:
 def model_server_argv(port: int, *, threads: int = 2) -> list[str]:
     """The command that serves SmolLM2 with llama.cpp's OpenAI-compatible server."""
     return [
-        sys.executable, "-m", "llama_cpp.server",
+        sys.executable, "-m", "llmproxy.embedded.model_server",
         "--model", str(smollm2_gguf()),
         "--model_alias", LOCAL_MODEL,
         "--host", "127.0.0.1", "--port", str(port),
