@@ -8,12 +8,13 @@ from datetime import UTC
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from llmproxy.context.history_cache import PromptVectors
 from llmproxy.context.repository import ConversationRepository, NewTurn
 from llmproxy.context.servicer import embed_texts
 from llmproxy.context.summaries import SummaryRefresher
 from llmproxy.platform.bus.port import Envelope
 from llmproxy.platform.db.idempotency import claim_event
-from llmproxy.platform.embeddings import TextEmbedder
+from llmproxy.platform.embeddings import TextEmbedder, vector_to_bytes
 from llmproxy.platform.errors import NotFoundError
 from llmproxy.platform.events import decode_event
 from llmproxy.v1 import common_pb2, events_pb2
@@ -29,8 +30,10 @@ class TurnRecorder:
     """Appends each answered request's user turn and answer to its conversation.
 
     Each turn's embedding is computed here, once, off the request path, and stored with
-    it. When the reply was built with the ``summary`` strategy, the summary refresher is
-    woken afterwards (it decides whether a fold is due).
+    it; the prompt's, when this replica embedded it to build the reply's context, is taken
+    from ``prompt_vectors`` instead of computed again. When the reply was built with the
+    ``summary`` strategy, the summary refresher is woken afterwards (it decides whether a
+    fold is due).
     """
 
     def __init__(
@@ -40,11 +43,13 @@ class TurnRecorder:
         *,
         embedder: TextEmbedder | None = None,
         refresher: SummaryRefresher | None = None,
+        prompt_vectors: PromptVectors | None = None,
     ) -> None:
         self._sessions = sessions
         self._count = count_tokens
         self._embedder = embedder
         self._refresher = refresher
+        self._prompt_vectors = prompt_vectors
 
     async def __call__(self, envelope: Envelope) -> None:
         event = decode_event(envelope, events_pb2.LlmCompleted)
@@ -55,8 +60,19 @@ class TurnRecorder:
         texts = [event.user_prompt, event.answer]
         vectors: list[bytes | None] = [None, None]
         if self._embedder is not None:
+            known = (
+                self._prompt_vectors.take(scope.tenant_id, scope.conversation_id, texts[0])
+                if self._prompt_vectors is not None
+                else None
+            )
             try:
-                vectors = list(await embed_texts(self._embedder, texts))
+                if known is not None:
+                    vectors = [
+                        vector_to_bytes(known),
+                        *await embed_texts(self._embedder, texts[1:]),
+                    ]
+                else:
+                    vectors = list(await embed_texts(self._embedder, texts))
             except Exception:
                 # remembered without; the relevant strategy embeds it when it first needs it
                 log.exception("could not embed turns", request_id=event.request_id)

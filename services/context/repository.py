@@ -6,8 +6,21 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import (
+    Integer,
+    Select,
+    String,
+    and_,
+    bindparam,
+    delete,
+    func,
+    null,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from llmproxy.context.strategies import TurnRecord
@@ -15,7 +28,7 @@ from llmproxy.platform.db.models import Conversation, Turn
 from llmproxy.platform.embeddings import vector_from_bytes
 from llmproxy.platform.errors import NotFoundError
 
-__all__ = ["ConversationRepository", "NewTurn"]
+__all__ = ["ConversationHead", "ConversationRepository", "NewTurn"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +38,53 @@ class NewTurn:
     tokens: int
     #: float32 embedding bytes (see ``llmproxy.platform.embeddings.vector_to_bytes``)
     embedding: bytes | None = None
+
+
+def _read_since_query(*, with_summary: bool) -> Select[Any]:
+    """The statement of :meth:`ConversationRepository.read_since` (built once: it is on
+    every request's path, and building it costs more than running it on SQLite)."""
+    summary_columns = (
+        (Conversation.summary, Conversation.summary_upto_seq)
+        if with_summary
+        else (null().label("summary"), null().label("summary_upto_seq"))
+    )
+    visible = and_(
+        Turn.conversation_id == Conversation.id,
+        Turn.seq > bindparam("after", type_=Integer),
+        or_(Conversation.reset_at.is_(None), Turn.created_at > Conversation.reset_at),
+    )
+    return (
+        select(
+            Conversation.id,
+            Conversation.reset_at,
+            *summary_columns,
+            Turn.seq,
+            Turn.role,
+            Turn.content,
+            Turn.tokens,
+            Turn.embedding,
+        )
+        .select_from(Conversation)
+        .outerjoin(Turn, visible)
+        .where(
+            Conversation.id == bindparam("conversation_id", type_=String),
+            Conversation.tenant_id == bindparam("tenant_id", type_=String),
+        )
+        .order_by(Turn.seq)
+    )
+
+
+_READ_SINCE = {flag: _read_since_query(with_summary=flag) for flag in (False, True)}
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationHead:
+    """What a context build needs of a conversation's row."""
+
+    id: str
+    reset_at: datetime | None
+    summary: str
+    summary_upto_seq: int
 
 
 class ConversationRepository:
@@ -88,6 +148,46 @@ class ConversationRepository:
             )
             for row in await self._session.execute(query)
         ]
+
+    async def read_since(
+        self,
+        *,
+        tenant_id: str,
+        conversation_id: str,
+        after_seq: int,
+        with_summary: bool,
+    ) -> tuple[ConversationHead, list[TurnRecord]]:
+        """The conversation's row and its visible turns (after the last reset) with
+        ``seq > after_seq``, oldest first, embeddings included, in one query.
+
+        Filtered on the tenant: another tenant's conversation is NOT_FOUND, exactly like an
+        unknown one. ``with_summary`` reads the rolling summary too (only ``summary`` needs
+        it; it would otherwise be repeated on every row).
+        """
+        rows = list(
+            await self._session.execute(
+                _READ_SINCE[with_summary],
+                {"conversation_id": conversation_id, "tenant_id": tenant_id, "after": after_seq},
+            )
+        )
+        if not rows:
+            raise NotFoundError(f"unknown conversation {conversation_id!r}")
+        first = rows[0]
+        head = ConversationHead(
+            id=first[0], reset_at=first[1], summary=first[2] or "", summary_upto_seq=first[3] or 0
+        )
+        turns = [
+            TurnRecord(
+                seq=row[4],
+                role=row[5],
+                content=row[6],
+                tokens=row[7],
+                embedding=vector_from_bytes(row[8]),
+            )
+            for row in rows
+            if row[4] is not None  # the outer join's row of a conversation with none new
+        ]
+        return head, turns
 
     async def set_embeddings(self, conversation: Conversation, vectors: dict[int, bytes]) -> None:
         """Store embeddings computed after the turns were written, by turn seq."""

@@ -12,6 +12,7 @@ import grpc
 import structlog
 from pydantic import Field, ValidationInfo, field_validator
 
+from llmproxy.context.history_cache import HistoryCache, PromptVectors
 from llmproxy.context.recorder import CONSUMER, TurnRecorder
 from llmproxy.context.servicer import ContextServicer
 from llmproxy.context.strategies import MAX_K, ContextDefaults, Strategy
@@ -19,12 +20,14 @@ from llmproxy.context.summaries import ProviderSummaryModel, SummaryRefresher, c
 from llmproxy.context.summary import SummaryPolicy
 from llmproxy.gateway.catalog import load_catalog
 from llmproxy.gateway.providers.openai_compat import OpenAICompatibleProvider
-from llmproxy.platform.bus.subjects import LLM_COMPLETED
+from llmproxy.platform.bus.port import Delivery, Envelope
+from llmproxy.platform.bus.subjects import CACHE_INVALIDATE, LLM_COMPLETED
 from llmproxy.platform.connect import open_database_and_bus
 from llmproxy.platform.embeddings import Embedder
+from llmproxy.platform.events import decode_event
 from llmproxy.platform.settings import Duration, ServiceSettings
 from llmproxy.platform.tokens import count_tokens
-from llmproxy.v1 import context_pb2, context_pb2_grpc
+from llmproxy.v1 import context_pb2, context_pb2_grpc, events_pb2
 
 __all__ = ["App", "Settings"]
 
@@ -52,6 +55,16 @@ class Settings(ServiceSettings):
         True, description="embed turns (needed by `relevant`); off: `relevant` is refused"
     )
     embedding_threads: int = Field(1, ge=1, le=64, description="onnxruntime threads per call")
+    history_cache_turns: int = Field(
+        50_000,
+        ge=0,
+        le=10_000_000,
+        description="turns (with their vectors, ~1.6 KiB each) kept in memory between "
+        "builds, least recently used conversations out first; 0: off",
+    )
+    history_cache_idle: Duration = Field(
+        timedelta(minutes=10), description="a conversation not built for this long leaves memory"
+    )
     summaries: bool = Field(True, description="write rolling summaries for `summary`")
     summary_model: str | None = Field(
         None, description="catalog model that writes summaries (unset: the cheapest available)"
@@ -91,6 +104,8 @@ class App:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._resources = AsyncExitStack()
+        #: this replica's history cache (set by ``start``)
+        self.history_cache: HistoryCache | None = None
 
     async def start(self, server: grpc.aio.Server) -> None:
         settings = self._settings
@@ -111,7 +126,34 @@ class App:
                 bus=bus,
             )
             self._resources.push_async_callback(refresher.close)
-        recorder = TurnRecorder(sessions, count_tokens, embedder=embedder, refresher=refresher)
+        history_cache = HistoryCache(
+            max_turns=settings.history_cache_turns,
+            max_idle_s=settings.history_cache_idle.total_seconds(),
+        )
+        prompt_vectors = PromptVectors()
+        self.history_cache = history_cache
+
+        async def on_invalidate(envelope: Envelope) -> None:
+            # an erasure through any replica: drop what this one holds of the conversation
+            event = decode_event(envelope, events_pb2.CacheInvalidate)
+            if event.conversation_id:
+                history_cache.evict_conversation(event.conversation_id)
+                prompt_vectors.forget_conversation(event.conversation_id)
+
+        invalidations = await bus.subscribe(
+            CACHE_INVALIDATE,
+            on_invalidate,
+            consumer=f"context-invalidate-{settings.instance_id}",
+            delivery=Delivery.BROADCAST,
+        )
+        self._resources.push_async_callback(invalidations.stop)
+        recorder = TurnRecorder(
+            sessions,
+            count_tokens,
+            embedder=embedder,
+            refresher=refresher,
+            prompt_vectors=prompt_vectors,
+        )
         subscription = await bus.subscribe(LLM_COMPLETED, recorder, consumer=CONSUMER)
         self._resources.push_async_callback(subscription.stop)
         defaults = ContextDefaults(
@@ -120,7 +162,15 @@ class App:
             relevant_k=settings.relevant_k,
         )
         context_pb2_grpc.add_ContextServicer_to_server(
-            ContextServicer(sessions, count_tokens, embedder=embedder, defaults=defaults, bus=bus),
+            ContextServicer(
+                sessions,
+                count_tokens,
+                embedder=embedder,
+                defaults=defaults,
+                bus=bus,
+                history_cache=history_cache,
+                prompt_vectors=prompt_vectors,
+            ),
             server,
         )
 

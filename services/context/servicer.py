@@ -9,24 +9,25 @@ from datetime import UTC, datetime
 
 import grpc
 import numpy as np
+import numpy.typing as npt
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from llmproxy.context.fingerprint import context_fingerprint
-from llmproxy.context.repository import ConversationRepository, NewTurn
+from llmproxy.context.history_cache import CachedHistory, HistoryCache, PromptVectors
+from llmproxy.context.repository import ConversationHead, ConversationRepository, NewTurn
 from llmproxy.context.strategies import (
     ContextDefaults,
     ContextRequest,
     Strategy,
-    TurnRecord,
     check_bounds,
     plan_context,
 )
 from llmproxy.platform.bus.port import EventBus
 from llmproxy.platform.bus.subjects import CACHE_INVALIDATE
 from llmproxy.platform.db.models import Conversation as ConversationRow
-from llmproxy.platform.embeddings import TextEmbedder, vector_to_bytes
-from llmproxy.platform.errors import ConfigurationError, InvalidArgumentError, LLMProxyError
+from llmproxy.platform.embeddings import DIMENSIONS, TextEmbedder, vector_to_bytes
+from llmproxy.platform.errors import ConfigurationError, InvalidArgumentError, NotFoundError
 from llmproxy.platform.events import new_event_meta, publish_event
 from llmproxy.v1 import common_pb2, context_pb2, context_pb2_grpc, events_pb2
 
@@ -76,6 +77,10 @@ async def embed_texts(embedder: TextEmbedder, texts: Sequence[str]) -> list[byte
     return [vector_to_bytes(v) for v in vectors]
 
 
+def _embed_one(embedder: TextEmbedder, text: str) -> npt.NDArray[np.float32]:
+    return np.asarray(embedder.embed([text])[0], dtype=np.float32)
+
+
 def _require_tenant(scope: common_pb2.Scope) -> None:
     if not scope.tenant_id:
         raise InvalidArgumentError("scope.tenant_id is required", field="scope.tenant_id")
@@ -117,7 +122,9 @@ class ContextServicer(context_pb2_grpc.ContextServicer):
 
     ``embedder`` serves the ``relevant`` strategy (None: that strategy is refused). ``bus``
     carries the ``cache.invalidate`` that erasing a conversation sends, so cached answers of
-    that conversation go with it.
+    that conversation go with it. ``history_cache`` keeps conversations' turns and vectors
+    between builds (see :mod:`llmproxy.context.history_cache`); ``prompt_vectors`` hands
+    the prompt's embedding to the turn recorder, so a prompt is embedded once.
     """
 
     def __init__(
@@ -129,6 +136,8 @@ class ContextServicer(context_pb2_grpc.ContextServicer):
         defaults: ContextDefaults | None = None,
         bus: EventBus | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        history_cache: HistoryCache | None = None,
+        prompt_vectors: PromptVectors | None = None,
     ) -> None:
         self._sessions = sessions
         self._count = count_tokens
@@ -136,6 +145,12 @@ class ContextServicer(context_pb2_grpc.ContextServicer):
         self._defaults = defaults or ContextDefaults()
         self._bus = bus
         self._now = clock
+        self._cache = history_cache if history_cache is not None else HistoryCache()
+        self._prompt_vectors = prompt_vectors
+
+    @property
+    def history_cache(self) -> HistoryCache:
+        return self._cache
 
     async def BuildContext(
         self, request: context_pb2.BuildContextRequest, context: grpc.aio.ServicerContext
@@ -156,43 +171,52 @@ class ContextServicer(context_pb2_grpc.ContextServicer):
             max_input_tokens=_input_room(request.context_window, request.max_output_tokens),
         )
         check_bounds(base)  # before anything is created for a request that will fail
-        prompt_vector: asyncio.Task[list[bytes]] | None = None
+        prompt_vector: asyncio.Future[npt.NDArray[np.float32]] | None = None
         if strategy is Strategy.RELEVANT:
             embedder = self._require_embedder()
             if scope.conversation_id:  # a new conversation has no turns to rank
-                # the prompt's embedding is computed while the history is read
-                prompt_vector = asyncio.create_task(embed_texts(embedder, [request.prompt]))
+                # the prompt's embedding is computed (in a thread, where onnxruntime lets go
+                # of the GIL) while the history is read
+                prompt_vector = asyncio.get_running_loop().run_in_executor(
+                    None, _embed_one, embedder, request.prompt
+                )
         try:
-            async with self._sessions.begin() as session:
-                repo = ConversationRepository(session)
-                if scope.conversation_id:
-                    conversation = await repo.get(
-                        tenant_id=scope.tenant_id, conversation_id=scope.conversation_id
-                    )
-                else:
-                    conversation = await repo.create(
+            if scope.conversation_id:
+                head, history = await self._history(
+                    scope.tenant_id,
+                    scope.conversation_id,
+                    with_summary=strategy is Strategy.SUMMARY,
+                )
+            else:
+                async with self._sessions.begin() as session:
+                    created = await ConversationRepository(session).create(
                         tenant_id=scope.tenant_id,
                         app_id=scope.app_id,
                         user_id=scope.user_id,
                         now=self._now(),
                     )
-                history = await repo.history(conversation, embeddings=strategy is Strategy.RELEVANT)
-                conversation_id = conversation.id
-                summary = conversation.summary or ""
-                summary_upto_seq = conversation.summary_upto_seq or 0
+                head = ConversationHead(created.id, None, "", 0)
+                history = CachedHistory.build(
+                    scope.tenant_id, created.id, None, (), dimensions=DIMENSIONS
+                )
             prompt_embedding = None
             if prompt_vector is not None:
-                history = await self._with_embeddings(scope.tenant_id, conversation_id, history)
-                prompt_embedding = np.frombuffer((await prompt_vector)[0], dtype="<f4")
+                history = await self._with_embeddings(history)
+                prompt_embedding = await prompt_vector
+                if self._prompt_vectors is not None:
+                    self._prompt_vectors.put(
+                        scope.tenant_id, head.id, request.prompt, prompt_embedding
+                    )
         finally:
             if prompt_vector is not None and not prompt_vector.done():
                 prompt_vector.cancel()
         plan = plan_context(
             dataclasses.replace(
                 base,
-                history=history,
-                summary=summary,
-                summary_upto_seq=summary_upto_seq,
+                history=history.turns,
+                history_vectors=history.vectors,
+                summary=head.summary,
+                summary_upto_seq=head.summary_upto_seq,
                 prompt_embedding=prompt_embedding,
             ),
             self._count,
@@ -214,23 +238,59 @@ class ContextServicer(context_pb2_grpc.ContextServicer):
             context_fingerprint=context_fingerprint(
                 (m.role, m.content) for m in plan.messages[:-1]
             ),
-            conversation_id=conversation_id,
+            conversation_id=head.id,
         )
+
+    async def _history(
+        self, tenant_id: str, conversation_id: str, *, with_summary: bool
+    ) -> tuple[ConversationHead, CachedHistory]:
+        """The conversation's row (tenant-checked) and its history since the last reset.
+
+        The row is always read; of the turns, only those newer than the ones this replica
+        holds (all of them on a miss, or when the conversation was reset since).
+        """
+        cached = self._cache.get(tenant_id, conversation_id)
+        try:
+            async with self._sessions.begin() as session:
+                repo = ConversationRepository(session)
+                head, turns = await repo.read_since(
+                    tenant_id=tenant_id,
+                    conversation_id=conversation_id,
+                    after_seq=cached.last_seq if cached is not None else 0,
+                    with_summary=with_summary,
+                )
+                if cached is not None and cached.reset_at != head.reset_at:
+                    cached = None  # reset meanwhile (on another replica): read it whole
+                    head, turns = await repo.read_since(
+                        tenant_id=tenant_id,
+                        conversation_id=conversation_id,
+                        after_seq=0,
+                        with_summary=with_summary,
+                    )
+        except NotFoundError:
+            self._cache.evict(tenant_id, conversation_id)  # erased (or never this tenant's)
+            raise
+        if cached is not None:
+            history = cached.extend(turns)
+        else:
+            history = CachedHistory.build(
+                tenant_id, head.id, head.reset_at, turns, dimensions=DIMENSIONS
+            )
+        self._cache.put(history)
+        return head, history
 
     def _require_embedder(self) -> TextEmbedder:
         if self._embedder is None:
             raise ConfigurationError("the relevant strategy needs embeddings, which are off here")
         return self._embedder
 
-    async def _with_embeddings(
-        self, tenant_id: str, conversation_id: str, history: list[TurnRecord]
-    ) -> list[TurnRecord]:
+    async def _with_embeddings(self, history: CachedHistory) -> CachedHistory:
         """Fill in embeddings of earlier turns stored without one, and store them.
 
         Turns get their embedding when they are appended; this covers turns written before
         embeddings existed or while the embedder failed. The last turn needs none.
         """
-        missing = [t for t in history[:-1] if t.embedding is None]
+        missing = history.missing_embeddings()
         if not missing:
             return history
         data = await embed_texts(self._require_embedder(), [t.content for t in missing])
@@ -238,16 +298,19 @@ class ContextServicer(context_pb2_grpc.ContextServicer):
         async with self._sessions.begin() as session:
             repo = ConversationRepository(session)
             try:
-                conversation = await repo.get(tenant_id=tenant_id, conversation_id=conversation_id)
-            except LLMProxyError:
+                conversation = await repo.get(
+                    tenant_id=history.tenant_id, conversation_id=history.conversation_id
+                )
+            except NotFoundError:
+                # erased meanwhile: nothing to store, and nothing to keep
+                self._cache.evict(history.tenant_id, history.conversation_id)
                 return history
             await repo.set_embeddings(conversation, by_seq)
-        return [
-            dataclasses.replace(t, embedding=np.frombuffer(by_seq[t.seq], dtype="<f4"))
-            if t.seq in by_seq
-            else t
-            for t in history
-        ]
+        filled = history.with_embeddings(
+            {seq: np.frombuffer(data, dtype="<f4") for seq, data in by_seq.items()}
+        )
+        self._cache.put(filled)
+        return filled
 
     async def AppendTurns(
         self, request: context_pb2.AppendTurnsRequest, context: grpc.aio.ServicerContext
@@ -308,6 +371,7 @@ class ContextServicer(context_pb2_grpc.ContextServicer):
                 tenant_id=request.scope.tenant_id, conversation_id=request.scope.conversation_id
             )
             await repo.reset(row, now=self._now())
+            self._cache.evict(request.scope.tenant_id, row.id)
             return _conversation_message(row, [])
 
     async def DeleteConversation(
@@ -334,4 +398,8 @@ class ContextServicer(context_pb2_grpc.ContextServicer):
                     ),
                 )
             removed = await repo.delete(row)
+            self._cache.evict(scope.tenant_id, row.id)
+        self._cache.evict(scope.tenant_id, row.id)  # again: a build may have put it meanwhile
+        if self._prompt_vectors is not None:
+            self._prompt_vectors.forget_conversation(row.id)
         return context_pb2.DeleteConversationReply(turns_deleted=removed)

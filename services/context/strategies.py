@@ -38,6 +38,7 @@ __all__ = [
     "ContextDefaults",
     "ContextPlan",
     "ContextRequest",
+    "HistoryVectors",
     "PlannedMessage",
     "Strategy",
     "TurnRecord",
@@ -96,6 +97,41 @@ class TurnRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryVectors:
+    """The embeddings of a history's turns as one matrix (rows in history order).
+
+    ``relevant`` ranks with one matrix product; a caller that keeps this (the service's
+    history cache) saves stacking the turns' vectors on every request.
+    """
+
+    #: ``(turns, dimensions)`` float32; a row of a turn without an embedding is zeros
+    matrix: npt.NDArray[np.float32]
+    #: ``(turns,)`` bool: the row holds the turn's embedding
+    embedded: npt.NDArray[np.bool_]
+    #: ``(turns,)`` int64: the turns' seqs
+    seqs: npt.NDArray[np.int64]
+
+    @classmethod
+    def empty(cls, dimensions: int) -> HistoryVectors:
+        return cls(
+            np.zeros((0, dimensions), dtype=np.float32),
+            np.zeros(0, dtype=bool),
+            np.zeros(0, dtype=np.int64),
+        )
+
+    @classmethod
+    def of(cls, turns: Sequence[TurnRecord], dimensions: int) -> HistoryVectors:
+        """Stack ``turns``' embeddings (zeros where a turn has none)."""
+        matrix = np.zeros((len(turns), dimensions), dtype=np.float32)
+        embedded = np.zeros(len(turns), dtype=bool)
+        for index, turn in enumerate(turns):
+            if turn.embedding is not None:
+                matrix[index] = turn.embedding
+                embedded[index] = True
+        return cls(matrix, embedded, np.array([t.seq for t in turns], dtype=np.int64))
+
+
+@dataclass(frozen=True, slots=True)
 class PlannedMessage:
     role: str
     content: str
@@ -122,6 +158,9 @@ class ContextRequest:
     prompt_embedding: npt.NDArray[np.float32] | None = field(
         default=None, compare=False, repr=False
     )
+    #: the history's embeddings as one matrix, rows aligned with ``history`` (relevant;
+    #: optional: without it the turns' own ``embedding`` are stacked)
+    history_vectors: HistoryVectors | None = field(default=None, compare=False, repr=False)
     #: the most input tokens the model can take (its window less the answer's room; 0: any)
     max_input_tokens: int = 0
 
@@ -266,12 +305,19 @@ def _most_relevant(history: list[TurnRecord], request: ContextRequest) -> list[T
     if request.prompt_embedding is None:
         raise ValueError("the relevant strategy needs the prompt's embedding")
     k = request.k or DEFAULT_RELEVANT_K
-    earlier = [t for t in history[:-1] if t.embedding is not None]
+    vectors = request.history_vectors
+    if vectors is None:
+        vectors = HistoryVectors.of(history, len(request.prompt_embedding))
+    elif len(vectors.seqs) != len(history) or (
+        len(history) and (vectors.seqs[0] != history[0].seq or vectors.seqs[-1] != history[-1].seq)
+    ):
+        raise ValueError("history_vectors must have one row per history turn, in order")
     picked: set[int] = {history[-1].seq}
-    if earlier:
-        matrix = np.stack([t.embedding for t in earlier])  # type: ignore[misc]
-        scores = matrix @ np.asarray(request.prompt_embedding, dtype=np.float32)
-        seqs = np.array([t.seq for t in earlier])
+    earlier = np.flatnonzero(vectors.embedded[:-1])
+    if len(earlier):
+        prompt = np.asarray(request.prompt_embedding, dtype=np.float32)
+        scores = (vectors.matrix[:-1] @ prompt)[earlier]  # no copy of the rows
+        seqs = vectors.seqs[earlier]
         # lexsort sorts by the last key first: highest score, then highest (latest) seq
         order = np.lexsort((-seqs, -scores))
         picked.update(int(seqs[i]) for i in order[:k])

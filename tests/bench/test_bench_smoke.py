@@ -56,3 +56,40 @@ def test_compare_smoke_tabulates_baselines_and_wfq(tmp_path):
     assert {r["policy"] for r in runs} == {"fifo", "srsf", "afs", "wfq-pred", "wfq-jct"}
     fifo = next(r for r in runs if r["policy"] == "fifo")
     assert fifo["error_mean"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_context_bench_smoke_reports_recall_tokens_and_build_latency(tmp_path):
+    """bench/context/run.py end to end at its smallest: every strategy's recall and token
+    ratio, and the build latency and CPU time per strategy (never over the committed JSON)."""
+    committed = ROOT / "bench" / "results"
+    before = {p.name: p.stat().st_mtime_ns for p in committed.glob("context*.json")}
+    out = tmp_path / "context.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "context" / "run.py"),
+            "--smoke",
+            "--per-cell",
+            "1",
+            "--builds",
+            "20",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    after = {p.name: p.stat().st_mtime_ns for p in committed.glob("context*.json")}
+    assert after == before, "a smoke run rewrote the committed results"
+    result = json.loads(out.read_text())
+    strategies = result["strategies"]
+    assert strategies["full"]["recall"] == 1.0 and strategies["full"]["token_ratio_20plus"] == 1.0
+    assert 0 < strategies["relevant k=4"]["token_ratio_20plus"] < 1
+    latency = result["latency_build_ms"]
+    for label in ("full", "relevant k=4", "relevant k=4, no history cache", "summary"):
+        assert latency[label]["p99_ms"] >= latency[label]["p50_ms"] > 0
+        assert latency[label]["cpu_ms_mean"] > 0
+    assert len(latency["load_average_before"]) == 3

@@ -5,8 +5,9 @@ Tenant isolation and erasure run on both backends (``db_url``); the rest on SQLi
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
 import grpc
@@ -14,14 +15,24 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from llmproxy.context.history_cache import HistoryCache, PromptVectors
+from llmproxy.context.recorder import TurnRecorder
 from llmproxy.context.repository import ConversationRepository
+from llmproxy.context.service import App, Settings
 from llmproxy.context.servicer import ContextServicer
 from llmproxy.context.strategies import ContextDefaults, Strategy
-from llmproxy.platform.bus.subjects import CACHE_INVALIDATE
+from llmproxy.platform.bus.port import Envelope
+from llmproxy.platform.bus.subjects import CACHE_INVALIDATE, LLM_COMPLETED
 from llmproxy.platform.db import create_engine
 from llmproxy.platform.db.engine import session_factory
 from llmproxy.platform.db.models import Conversation, Turn
-from llmproxy.platform.embeddings import Embedder, TextEmbedder, WordHashEmbedder
+from llmproxy.platform.embeddings import (
+    Embedder,
+    TextEmbedder,
+    WordHashEmbedder,
+    vector_to_bytes,
+)
+from llmproxy.platform.events import new_event_meta
 from llmproxy.platform.grpc_boundary import BoundaryInterceptor
 from llmproxy.platform.tokens import count_tokens
 from llmproxy.v1 import common_pb2, context_pb2, context_pb2_grpc, events_pb2
@@ -46,6 +57,7 @@ class Running:
     stub: context_pb2_grpc.ContextStub
     sessions: async_sessionmaker[AsyncSession]
     bus: PublishedEvents
+    servicer: ContextServicer
 
 
 @asynccontextmanager
@@ -54,27 +66,27 @@ async def context_service(
     *,
     embedder: TextEmbedder | None = None,
     defaults: ContextDefaults | None = None,
+    history_cache: HistoryCache | None = None,
 ) -> AsyncIterator[Running]:
     """The servicer behind a real gRPC server with the production boundary interceptor."""
     engine = create_engine(url)
     sessions = session_factory(engine)
     bus = PublishedEvents()
     server = grpc.aio.server(interceptors=[BoundaryInterceptor()])
-    context_pb2_grpc.add_ContextServicer_to_server(
-        ContextServicer(
-            sessions,
-            count_tokens,
-            embedder=embedder,
-            defaults=defaults,
-            bus=bus,  # type: ignore[arg-type]
-        ),
-        server,
+    servicer = ContextServicer(
+        sessions,
+        count_tokens,
+        embedder=embedder,
+        defaults=defaults,
+        bus=bus,  # type: ignore[arg-type]
+        history_cache=history_cache,
     )
+    context_pb2_grpc.add_ContextServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:
-        yield Running(context_pb2_grpc.ContextStub(channel), sessions, bus)
+        yield Running(context_pb2_grpc.ContextStub(channel), sessions, bus, servicer)
     finally:
         await channel.close()
         await server.stop(None)
@@ -384,3 +396,266 @@ async def test_a_request_naming_no_strategy_gets_its_apps_default(sqlite_db_url:
         )
         assert with_default.report.strategy == common_pb2.CONTEXT_STRATEGY_LAST_K
         assert with_default.report.turns_sent == 2
+
+
+# --- the per-replica history cache --------------------------------------------------------
+
+
+class CountingEmbedder:
+    """WordHashEmbedder that counts the texts it embedded."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self._inner = WordHashEmbedder()
+
+    def embed(self, texts: Sequence[str]):  # type: ignore[no-untyped-def]
+        self.texts.extend(texts)
+        return self._inner.embed(texts)
+
+
+async def build(
+    stub: context_pb2_grpc.ContextStub,
+    conversation: str,
+    prompt: str = "what now?",
+    strategy: int = common_pb2.CONTEXT_STRATEGY_FULL,
+    tenant: str = "acme",
+    **fields: int,
+) -> context_pb2.BuildContextReply:
+    return await stub.BuildContext(
+        context_pb2.BuildContextRequest(
+            scope=scope(tenant, conversation), prompt=prompt, policy=policy(strategy, **fields)
+        )
+    )
+
+
+def sent(reply: context_pb2.BuildContextReply) -> list[str]:
+    return [m.content for m in reply.messages[:-1]]
+
+
+async def append(
+    stub: context_pb2_grpc.ContextStub, conversation: str, texts: list[str], request_id: str
+) -> None:
+    await stub.AppendTurns(
+        context_pb2.AppendTurnsRequest(
+            scope=scope("acme", conversation),
+            turns=[
+                context_pb2.Turn(role=USER if i % 2 == 0 else ASSISTANT, content=text)
+                for i, text in enumerate(texts)
+            ],
+            request_id=request_id,
+        )
+    )
+
+
+async def test_a_cached_history_sees_turns_appended_through_another_replica(db_url: str) -> None:
+    embedder = WordHashEmbedder()
+    async with (
+        context_service(db_url, embedder=embedder) as a,
+        context_service(db_url, embedder=embedder) as b,
+    ):
+        conversation = await new_conversation(a.stub, FACTS[:4])
+        assert sent(await build(a.stub, conversation)) == [text for _, text in FACTS[:4]]
+        assert a.servicer.history_cache.turns_held == 4
+
+        await append(b.stub, conversation, ["my dog is called biscuit", "cute"], "later")
+
+        full = await build(a.stub, conversation)
+        assert sent(full)[-2:] == ["my dog is called biscuit", "cute"]
+        assert full.report.turns_total == 6
+        relevant = await build(
+            a.stub,
+            conversation,
+            "what is my dog called",
+            common_pb2.CONTEXT_STRATEGY_RELEVANT,
+            k=1,
+        )
+        assert sent(relevant) == ["my dog is called biscuit", "cute"]
+        assert a.servicer.history_cache.turns_held == 6
+
+
+async def test_a_reset_or_erasure_through_another_replica_is_never_hidden_by_the_cache(
+    db_url: str,
+) -> None:
+    embedder = WordHashEmbedder()
+    async with (
+        context_service(db_url, embedder=embedder) as a,
+        context_service(db_url, embedder=embedder) as b,
+    ):
+        conversation = await new_conversation(a.stub, FACTS[:4])
+        assert len(sent(await build(a.stub, conversation))) == 4  # now held by replica a
+
+        ref = context_pb2.ConversationRef(scope=scope("acme", conversation))
+        await b.stub.ResetConversation(ref)
+        assert sent(await build(a.stub, conversation)) == []
+        await append(b.stub, conversation, ["after the reset", "ok"], "after")
+        for strategy in (common_pb2.CONTEXT_STRATEGY_FULL, common_pb2.CONTEXT_STRATEGY_RELEVANT):
+            assert sent(await build(a.stub, conversation, strategy=strategy)) == [
+                "after the reset",
+                "ok",
+            ]
+
+        await b.stub.DeleteConversation(ref)
+        for strategy in (common_pb2.CONTEXT_STRATEGY_FULL, common_pb2.CONTEXT_STRATEGY_RELEVANT):
+            code, _ = await status_of(build(a.stub, conversation, strategy=strategy))
+            assert code == grpc.StatusCode.NOT_FOUND
+        assert a.servicer.history_cache.get("acme", conversation) is None
+
+
+async def test_a_reset_or_erasure_on_the_same_replica_drops_its_entry(sqlite_db_url: str) -> None:
+    async with context_service(sqlite_db_url, embedder=WordHashEmbedder()) as svc:
+        cache = svc.servicer.history_cache
+        conversation = await new_conversation(svc.stub, FACTS[:4])
+        await build(svc.stub, conversation)
+        assert cache.get("acme", conversation) is not None
+        ref = context_pb2.ConversationRef(scope=scope("acme", conversation))
+        await svc.stub.ResetConversation(ref)
+        assert cache.get("acme", conversation) is None
+        await build(svc.stub, conversation)
+        await svc.stub.DeleteConversation(ref)
+        assert cache.get("acme", conversation) is None and cache.turns_held == 0
+
+
+async def test_another_tenant_is_never_served_from_the_cache(db_url: str) -> None:
+    async with context_service(db_url, embedder=WordHashEmbedder()) as svc:
+        cache = svc.servicer.history_cache
+        mine = await new_conversation(svc.stub, [(USER, "my secret"), (ASSISTANT, "noted")])
+        assert sent(await build(svc.stub, mine)) == ["my secret", "noted"]  # held now
+
+        for strategy in (common_pb2.CONTEXT_STRATEGY_FULL, common_pb2.CONTEXT_STRATEGY_RELEVANT):
+            foreign = await status_of(build(svc.stub, mine, strategy=strategy, tenant="intruder"))
+            unknown = await status_of(
+                build(svc.stub, "no-such-id", strategy=strategy, tenant="intruder")
+            )
+            assert foreign[0] == unknown[0] == grpc.StatusCode.NOT_FOUND
+            assert foreign[1].replace(mine, "ID") == unknown[1].replace("no-such-id", "ID")
+        assert cache.get("intruder", mine) is None
+        assert sent(await build(svc.stub, mine)) == ["my secret", "noted"]  # the owner's intact
+
+
+async def test_a_warm_build_reads_only_the_turns_it_does_not_hold(
+    sqlite_db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[tuple[int, int]] = []  # (after_seq, turns read)
+    original = ConversationRepository.read_since
+
+    async def spy(self, **kwargs):  # type: ignore[no-untyped-def]
+        head, turns = await original(self, **kwargs)
+        reads.append((kwargs["after_seq"], len(turns)))
+        return head, turns
+
+    monkeypatch.setattr(ConversationRepository, "read_since", spy)
+    async with context_service(sqlite_db_url, embedder=WordHashEmbedder()) as svc:
+        conversation = await new_conversation(svc.stub, FACTS)
+        reads.clear()
+        relevant = common_pb2.CONTEXT_STRATEGY_RELEVANT
+        await build(svc.stub, conversation, "sister", relevant)
+        await build(svc.stub, conversation, "sister", relevant)
+        await append(svc.stub, conversation, ["one more", "and its answer"], "more")
+        reply = await build(svc.stub, conversation, "sister", relevant, k=1)
+        assert reads == [(0, 10), (10, 0), (10, 2)]
+        assert sent(reply) == [FACTS[0][1], "and its answer"]
+
+
+async def test_turns_embedded_late_are_embedded_once_and_then_held(sqlite_db_url: str) -> None:
+    async with context_service(sqlite_db_url, embedder=None) as svc:
+        conversation = await new_conversation(svc.stub, FACTS[:6])
+    embedder = CountingEmbedder()
+    async with context_service(sqlite_db_url, embedder=embedder) as svc:  # type: ignore[arg-type]
+        relevant = common_pb2.CONTEXT_STRATEGY_RELEVANT
+        first = await build(svc.stub, conversation, "sister Alice", relevant, k=1)
+        assert sorted(embedder.texts) == sorted(["sister Alice", *(t for _, t in FACTS[:5])])
+        embedder.texts.clear()
+        second = await build(svc.stub, conversation, "sister Alice", relevant, k=1)
+        assert embedder.texts == ["sister Alice"]  # the prompt only
+        assert sent(first) == sent(second) == [FACTS[0][1], FACTS[5][1]]
+
+
+async def test_the_prompt_embedded_for_the_build_is_stored_with_its_turn_not_embedded_again(
+    sqlite_db_url: str,
+) -> None:
+    embedder = CountingEmbedder()
+    prompt_vectors = PromptVectors()
+    engine = create_engine(sqlite_db_url)
+    sessions = session_factory(engine)
+    servicer = ContextServicer(
+        sessions, count_tokens, embedder=embedder, prompt_vectors=prompt_vectors
+    )
+    recorder = TurnRecorder(
+        sessions, count_tokens, embedder=embedder, prompt_vectors=prompt_vectors
+    )
+    try:
+        opened = await servicer.BuildContext(
+            context_pb2.BuildContextRequest(scope=scope(), prompt="hello"),
+            None,  # type: ignore[arg-type]
+        )
+        conversation = opened.conversation_id
+        prompt = "which city does my sister live in"
+        await servicer.BuildContext(
+            context_pb2.BuildContextRequest(scope=scope("acme", conversation), prompt=prompt),
+            None,  # type: ignore[arg-type]
+        )
+        assert embedder.texts == [prompt]
+        event = events_pb2.LlmCompleted(
+            meta=new_event_meta("gateway"),
+            request_id="r1",
+            scope=scope("acme", conversation),
+            user_prompt=prompt,
+            answer="Lyon",
+        )
+        await recorder(Envelope(LLM_COMPLETED, event.meta.event_id, event.SerializeToString()))
+        assert embedder.texts == [prompt, "Lyon"]  # the answer only
+        async with sessions() as session:
+            stored = await session.scalar(
+                select(Turn.embedding).where(Turn.conversation_id == conversation, Turn.seq == 1)
+            )
+        assert stored == vector_to_bytes(WordHashEmbedder().embed([prompt])[0])
+        assert len(prompt_vectors) == 0
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.nats
+async def test_an_erasure_through_one_replica_empties_the_others_cache_over_the_bus(
+    nats_url: str, sqlite_db_url: str
+) -> None:
+    """Two context service replicas as deployed (App, real NATS): the erasure's
+    ``cache.invalidate`` broadcast reaches the replica that did not erase, which drops
+    what it held of the conversation at once (not only at its next build)."""
+    async with AsyncExitStack() as stack:
+        replicas = []
+        for name in ("context-a", "context-b"):
+            app = App(
+                Settings(
+                    nats_url=nats_url,
+                    database_url=sqlite_db_url,
+                    instance_id=name,
+                    embeddings=False,
+                    default_strategy="full",
+                    summaries=False,
+                )
+            )
+            server = grpc.aio.server(interceptors=[BoundaryInterceptor()])
+            await app.start(server)
+            port = server.add_insecure_port("127.0.0.1:0")
+            await server.start()
+            channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+            stack.push_async_callback(app.stop)
+            stack.push_async_callback(server.stop, None)
+            stack.push_async_callback(channel.close)
+            replicas.append((app, context_pb2_grpc.ContextStub(channel)))
+        (a, a_stub), (_, b_stub) = replicas
+        assert a.history_cache is not None
+        conversation = await new_conversation(a_stub, FACTS[:4])
+        await build(a_stub, conversation)
+        assert a.history_cache.get("acme", conversation) is not None
+
+        await b_stub.DeleteConversation(
+            context_pb2.ConversationRef(scope=scope("acme", conversation))
+        )
+
+        deadline = asyncio.get_running_loop().time() + 10
+        while a.history_cache.get("acme", conversation) is not None:
+            assert asyncio.get_running_loop().time() < deadline, "the broadcast never came"
+            await asyncio.sleep(0.05)
+        code, _ = await status_of(build(a_stub, conversation))
+        assert code == grpc.StatusCode.NOT_FOUND
