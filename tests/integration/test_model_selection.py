@@ -212,6 +212,8 @@ def test_a_router_activated_with_the_cli_is_used_by_the_running_gateway(
         "fake-small",
         "--strong-model",
         "fake-large",
+        "--rule",
+        "confidence",
     )
     assert trained.returncode == 0, trained.stderr
     assert "saved (inactive)" in trained.stdout
@@ -269,5 +271,43 @@ def test_a_router_activated_with_the_cli_is_used_by_the_running_gateway(
         reply = stub.Ask(pinned, metadata=auth, timeout=20)
         assert (reply.choice.model, reply.choice.policy) == ("fake-small", "pinned")
 
+        # feedback on that answer becomes a training example of the next version
+        stub.Feedback(
+            gateway_pb2.FeedbackRequest(request_id=reply.request_id, wrong=True),
+            metadata=auth,
+            timeout=20,
+        )
+        time.sleep(0.5)
+        with_feedback = _cli(
+            env,
+            "train",
+            "--version",
+            "r2",
+            "--domains",
+            "anatomy,astronomy,virology",
+            "--limit",
+            "8",
+            "--cheap-model",
+            "fake-small",
+            "--strong-model",
+            "fake-large",
+            "--with-feedback",
+        )
+        assert with_feedback.returncode == 0, with_feedback.stderr
+        assert "-> 1 training examples" in with_feedback.stdout
+        assert "25 prompts" in with_feedback.stdout
+
+        # deactivating the router: the gateway falls back to the rule-based policy
+        deactivated = _cli(env, "deactivate")
+        assert deactivated.returncode == 0, deactivated.stderr
+        assert "router r1 deactivated" in deactivated.stdout
+        started = time.monotonic()
+        while True:
+            reply = stub.Ask(question, metadata=auth, timeout=20)
+            if reply.choice.policy == "default" or time.monotonic() - started > 10:
+                break
+            time.sleep(0.1)
+        assert (reply.choice.model, reply.choice.policy) == ("fake-small", "default")
+
     listed = _cli(env, "list")
-    assert listed.returncode == 0 and "* r1" in listed.stdout
+    assert listed.returncode == 0 and "* r1" not in listed.stdout and "r2" in listed.stdout

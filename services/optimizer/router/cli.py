@@ -68,11 +68,24 @@ def _domains(text: str | None) -> list[str]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from llmproxy.optimizer.router.jobs import evaluate_router, train_router
+    from llmproxy.optimizer.router.model import ROUTING_MAX_TOKENS, RULES
     from llmproxy.optimizer.router.store import save_router
     from llmproxy.platform.embeddings import Embedder
 
     async def work(sessions: Any) -> None:
-        embedder = Embedder()
+        embedder = Embedder(max_tokens=ROUTING_MAX_TOKENS)
+        extra: list[Any] = []
+        if args.with_feedback:
+            from llmproxy.optimizer.router.feedback import feedback_examples, read_stream
+
+            answered, verdicts = await read_stream(_nats_url(args))
+            extra = feedback_examples(
+                answered, verdicts, cheap_model=args.cheap_model, strong_model=args.strong_model
+            )
+            print(
+                f"feedback: {len(verdicts)} verdicts on {len(answered)} answered requests -> "
+                f"{len(extra)} training examples"
+            )
         router = await asyncio.to_thread(
             train_router,
             version=args.version,
@@ -85,6 +98,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             per_domain_limit=args.limit,
             quality_fraction=args.quality,
             seed=args.seed,
+            rules=[args.rule] if args.rule else RULES,
+            extra_examples=extra,
         )
         print(
             f"router {router.version}: {len(router.trained_on)} domains, "
@@ -126,7 +141,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         result = await asyncio.to_thread(
             evaluate_router,
             router,
-            Embedder(),
+            Embedder(max_tokens=router.embedding_max_tokens),
             domains=_domains(args.domains),
             data_dir=Path(args.data),
             per_domain_limit=args.limit,
@@ -153,6 +168,28 @@ def cmd_activate(args: argparse.Namespace) -> int:
         finally:
             await bus.close()
         print(f"router {router.version} is active (threshold {router.threshold:.3f}); published")
+
+    return _run(args, work)
+
+
+def cmd_deactivate(args: argparse.Namespace) -> int:
+    from llmproxy.optimizer.router.store import deactivate_routers, deactivation_event
+    from llmproxy.platform.bus.jetstream import JetStreamBus
+    from llmproxy.platform.bus.subjects import POLICY_UPDATED
+    from llmproxy.platform.events import publish_event
+
+    async def work(sessions: Any) -> None:
+        nats_url = _nats_url(args)  # before any change: a missing bus changes nothing
+        was = await deactivate_routers(sessions)
+        bus = await JetStreamBus.connect(nats_url, name="llmproxy-router-cli", retries=2)
+        try:
+            await publish_event(bus, POLICY_UPDATED, deactivation_event(source="router-cli"))
+        finally:
+            await bus.close()
+        print(
+            (f"router {was} deactivated" if was else "no router was active")
+            + "; gateways use the rule-based policies (published)"
+        )
 
     return _run(args, work)
 
@@ -200,6 +237,17 @@ def add_router_commands(sub: argparse._SubParsersAction) -> None:  # type: ignor
         "--quality", type=float, default=0.95, help="share of strong accuracy to keep"
     )
     train.add_argument("--seed", type=int, default=7)
+    train.add_argument(
+        "--rule",
+        choices=("confidence", "gain"),
+        help="routing rule (default: the one cross-validation on the training domains prefers)",
+    )
+    train.add_argument(
+        "--with-feedback",
+        action="store_true",
+        help="add llm.feedback verdicts (joined to their llm.completed prompts) as examples",
+    )
+    train.add_argument("--nats-url", help="for --with-feedback: default $NATS_URL")
     train.set_defaults(func=cmd_train)
 
     evaluate = r_sub.add_parser("eval", parents=[common, data], help="judge on held-out domains")
@@ -212,5 +260,11 @@ def add_router_commands(sub: argparse._SubParsersAction) -> None:  # type: ignor
     activate.add_argument("--threshold", type=float, help="override the escalation threshold")
     activate.add_argument("--nats-url", help="default: $NATS_URL, else the running stack's")
     activate.set_defaults(func=cmd_activate)
+
+    deactivate = r_sub.add_parser(
+        "deactivate", parents=[common], help="no active router: back to rule-based selection"
+    )
+    deactivate.add_argument("--nats-url", help="default: $NATS_URL, else the running stack's")
+    deactivate.set_defaults(func=cmd_deactivate)
 
     r_sub.add_parser("list", parents=[common], help="every version").set_defaults(func=cmd_list)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llmproxy.platform.embeddings import DIMENSIONS, MODEL_ID, TextEmbedder
+from llmproxy.platform.embeddings import DIMENSIONS, MAX_TOKENS, MODEL_ID, TextEmbedder
 
 __all__ = ["cache_dir", "embed_cached"]
 
@@ -29,6 +29,9 @@ def cache_dir() -> Path:
 def embed_cached(prompts: tuple[str, ...], embedder: TextEmbedder) -> np.ndarray:
     """Embeddings of ``prompts``, from the cache when these exact prompts were embedded before."""
     digest = hashlib.sha256(MODEL_ID.encode())
+    cap = int(getattr(embedder, "max_tokens", MAX_TOKENS))
+    if cap != MAX_TOKENS:  # a shorter head is another vector
+        digest.update(f"max_tokens={cap}".encode())
     for prompt in prompts:
         digest.update(hashlib.sha256(prompt.encode()).digest())
     path = cache_dir() / f"{digest.hexdigest()[:24]}.npy"

@@ -10,7 +10,7 @@ fit on.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,22 +20,26 @@ from llmproxy.optimizer.router.dataset import (
     DEFAULT_DATA_DIR,
     STRONG_MODEL,
     RoutingData,
-    domain_folds,
     load_mmlu,
 )
 from llmproxy.optimizer.router.embedding_cache import embed_cached
-from llmproxy.optimizer.router.model import Router
-from llmproxy.optimizer.router.training import (
-    calibrate_threshold,
-    fit_router,
-    out_of_domain_confidence,
-    point_at_quality,
-    routing_curve,
-)
-from llmproxy.platform.embeddings import MODEL_ID, TextEmbedder
+from llmproxy.optimizer.router.model import RULES, Router, escalation_key, threshold_of_cut
+from llmproxy.optimizer.router.training import fit_policy, point_at_quality, routing_curve
+from llmproxy.platform.embeddings import MAX_TOKENS, MODEL_ID, TextEmbedder
 from llmproxy.platform.errors import InvalidArgumentError
 
-__all__ = ["Evaluation", "evaluate_router", "train_router"]
+__all__ = ["Evaluation", "LabelledPrompt", "evaluate_router", "train_router"]
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledPrompt:
+    """One extra training example (from feedback): did each model class answer it well?"""
+
+    prompt: str
+    cheap_correct: bool
+    strong_correct: bool
+    #: a domain name of its own, so calibration never splits across it ("feedback")
+    domain: str = "feedback"
 
 
 def _split_domains(data_dir: Path, domains: Sequence[str], exclude: Sequence[str]) -> list[str]:
@@ -59,61 +63,57 @@ def train_router(
     per_domain_limit: int = 0,
     quality_fraction: float = 0.95,
     calibration_folds: int = 4,
-    regularization: float = 1.0,
     seed: int = 7,
+    extra_examples: Sequence[LabelledPrompt] = (),
+    rules: Sequence[str] = RULES,
 ) -> Router:
-    """Fit a router on ``domains`` (all but ``exclude_domains``) with a calibrated threshold."""
+    """Fit a router on ``domains`` (all but ``exclude_domains``) with a calibrated threshold.
+
+    ``embedder`` should cut prompts to :data:`ROUTING_MAX_TOKENS` (what the gateway embeds);
+    ``extra_examples`` (feedback) join the training prompts, each under its own domain name.
+    """
     if cheap_model == strong_model:
         raise InvalidArgumentError("the cheap and strong models must differ", field="models")
     chosen = _split_domains(data_dir, domains, exclude_domains)
     data = load_mmlu(data_dir, domains=chosen, per_domain_limit=per_domain_limit)
-    if len(set(data.domains)) < 2:
-        raise InvalidArgumentError(
-            "train on at least two domains (the threshold is calibrated across domains)",
-            field="domains",
-        )
+    prompts = list(data.prompts)
     vectors = embed_cached(data.prompts, embedder)
+    domains = list(data.domains)
     cheap_ok, strong_ok = data.correct[CHEAP_MODEL], data.correct[STRONG_MODEL]
-    folds = domain_folds(data.domains, min(calibration_folds, len(set(data.domains))), seed)
-    confidence = out_of_domain_confidence(
+    extra = list(extra_examples)
+    if extra:
+        prompts += [e.prompt for e in extra]
+        vectors = np.vstack([vectors, embedder.embed([e.prompt for e in extra])])
+        domains += [e.domain for e in extra]
+        cheap_ok = np.concatenate([cheap_ok, [e.cheap_correct for e in extra]]).astype(bool)
+        strong_ok = np.concatenate([strong_ok, [e.strong_correct for e in extra]]).astype(bool)
+    fitted = fit_policy(
         vectors,
-        data.domains,
+        prompts,
+        domains,
         cheap_ok,
-        folds=folds,
-        regularization=regularization,
-        seed=seed,
-    )
-    calibrated = calibrate_threshold(
-        confidence, cheap_ok, strong_ok, quality_fraction=quality_fraction
-    )
-    router = fit_router(
-        vectors,
-        {cheap_model: cheap_ok, strong_model: strong_ok},
+        strong_ok,
+        cheap_model=cheap_model,
+        strong_model=strong_model,
         version=version,
         embedding_model=MODEL_ID,
-        threshold=calibrated.threshold,
-        regularization=regularization,
-        trained_on=sorted(set(data.domains)),
-        label_sources={cheap_model: CHEAP_MODEL, strong_model: STRONG_MODEL},
+        embedding_max_tokens=int(getattr(embedder, "max_tokens", MAX_TOKENS)),
+        quality_fraction=quality_fraction,
+        inner_folds=calibration_folds,
         seed=seed,
+        rules=rules,
+        label_sources={cheap_model: CHEAP_MODEL, strong_model: STRONG_MODEL},
     )
     metrics = {
-        "train_prompts": float(len(data)),
-        "calibration_strong_share": calibrated.strong_share,
-        "calibration_accuracy": calibrated.accuracy,
+        "train_prompts": float(len(prompts)),
+        "feedback_examples": float(len(extra)),
+        "calibration_strong_share": fitted.calibration.strong_share,
+        "calibration_accuracy": fitted.calibration.accuracy,
         "quality_fraction": quality_fraction,
+        "regularization_C": fitted.setting.regularization,
+        "embedding_weight": fitted.setting.embedding_weight,
     }
-    return Router(
-        version=router.version,
-        candidate_models=router.candidate_models,
-        weights=router.weights,
-        bias=router.bias,
-        threshold=router.threshold,
-        embedding_model=router.embedding_model,
-        trained_on=router.trained_on,
-        metrics=metrics,
-        label_sources=router.label_sources,
-    )
+    return replace(fitted.router, metrics=metrics)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,10 +151,10 @@ def evaluate_router(
         raise InvalidArgumentError("no held-out domain is left to evaluate on", field="domains")
     data: RoutingData = load_mmlu(data_dir, domains=chosen, per_domain_limit=per_domain_limit)
     vectors = embed_cached(data.prompts, embedder)
-    confidence = router.predict_many(vectors)[:, 0]
+    key = escalation_key(router.predict_many(vectors, data.prompts), router.rule)
     cheap_ok, strong_ok = data.correct[CHEAP_MODEL], data.correct[STRONG_MODEL]
-    escalate = confidence < router.threshold
-    curve = routing_curve(confidence, cheap_ok, strong_ok)
+    escalate = key < threshold_of_cut(router.threshold, router.rule)
+    curve = routing_curve(key, cheap_ok, strong_ok)
     point = point_at_quality(curve, 0.95 * float(strong_ok.mean()))
     return Evaluation(
         domains=tuple(sorted(set(data.domains))),

@@ -1,7 +1,16 @@
-"""A trained router: prompt embedding in, per-model probability of a correct answer out.
+"""A trained router: prompt embedding (+ text features) in, per-model P(correct answer) out.
 
 Pure and small: a logistic model per candidate (one weight row each), so a decision is one
-``(models x 384)`` matrix-vector product — microseconds, on the request path of the gateway.
+``(models x features)`` matrix-vector product — microseconds, on the request path of the
+gateway. Features: the MiniLM embedding of the prompt's first ``embedding_max_tokens``
+tokens, then (``text_features``) the cheap text features of :mod:`.features`.
+
+Two routing rules, both read by the gateway's selection (``selection._by_router``):
+
+* ``confidence`` — escalate past a candidate whose P(correct) is below ``threshold``;
+* ``gain`` — escalate from a candidate to a stronger one when the expected gain
+  P(stronger correct) - P(candidate correct) is above ``threshold`` (in [-1, 1]).
+
 The artifact is a ``.npz`` document without pickles (arrays + JSON metadata): loading a
 router never runs code from the database.
 """
@@ -10,18 +19,32 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from llmproxy.optimizer.router.features import TEXT_FEATURES, text_features_many
+from llmproxy.platform.embeddings import MAX_TOKENS
 from llmproxy.platform.errors import InvalidArgumentError
 
-__all__ = ["ARTIFACT_FORMAT", "Router"]
+__all__ = [
+    "ARTIFACT_FORMAT",
+    "ROUTING_MAX_TOKENS",
+    "RULES",
+    "Router",
+    "check_threshold",
+    "escalation_key",
+    "threshold_of_cut",
+]
 
-ARTIFACT_FORMAT = "llmproxy-router-logistic/1"
+ARTIFACT_FORMAT = "llmproxy-router-logistic/2"
+_READABLE = ("llmproxy-router-logistic/1", ARTIFACT_FORMAT)
+#: the prompt head a router embeds: 16 tokens keep the MiniLM call ~3.5 ms on one core
+ROUTING_MAX_TOKENS = 16
+RULES = ("confidence", "gain")
 
 Vector = npt.NDArray[np.float32]
 
@@ -50,6 +73,12 @@ class Router:
     metrics: Mapping[str, float] = field(default_factory=dict)
     #: which dataset model stood in for each candidate during training
     label_sources: Mapping[str, str] = field(default_factory=dict)
+    #: "confidence" or "gain" (see the module's doc)
+    rule: str = "confidence"
+    #: the features after the embedding include :data:`TEXT_FEATURES`
+    text_features: bool = False
+    #: the embedding was of the prompt's first this-many tokens
+    embedding_max_tokens: int = MAX_TOKENS
 
     def __post_init__(self) -> None:
         n = len(self.candidate_models)
@@ -62,41 +91,48 @@ class Router:
                 f"router weights {self.weights.shape} / bias {self.bias.shape} do not match "
                 f"{n} candidate models"
             )
-        if not 0.0 <= self.threshold <= 1.0:
-            raise InvalidArgumentError(
-                f"threshold must be within [0, 1], got {self.threshold}", field="threshold"
-            )
+        check_threshold(self.threshold, self.rule)
+        extra = len(TEXT_FEATURES) if self.text_features else 0
+        if self.weights.shape[1] <= extra:
+            raise InvalidArgumentError(f"router weights {self.weights.shape} have no embedding")
 
     @property
     def dimensions(self) -> int:
-        return int(self.weights.shape[1])
+        """Length of the embedding part of the features."""
+        return int(self.weights.shape[1]) - (len(TEXT_FEATURES) if self.text_features else 0)
 
-    def predict_many(self, vectors: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float64]:
-        """``(n, len(candidate_models))`` probabilities of a correct answer."""
+    @property
+    def uses_embedding(self) -> bool:
+        """False when every embedding weight is zero: the prompt need not be embedded."""
+        return bool(np.any(self.weights[:, : self.dimensions]))
+
+    def features(
+        self, vectors: npt.NDArray[np.floating[Any]], prompts: Sequence[str] = ()
+    ) -> npt.NDArray[np.float64]:
         if vectors.ndim != 2 or vectors.shape[1] != self.dimensions:
             raise InvalidArgumentError(
                 f"expected vectors of {self.dimensions} dimensions, got shape {vectors.shape}"
             )
-        logits = vectors.astype(np.float64) @ self.weights.T + self.bias
-        return 1.0 / (1.0 + np.exp(-logits))
+        if not self.text_features:
+            return vectors.astype(np.float64)
+        if len(prompts) != vectors.shape[0]:
+            raise InvalidArgumentError("this router reads the prompts' text: pass the prompts")
+        return np.hstack([vectors.astype(np.float64), text_features_many(prompts)])
 
-    def predict(self, vector: npt.NDArray[np.floating[Any]]) -> dict[str, float]:
+    def predict_many(
+        self, vectors: npt.NDArray[np.floating[Any]], prompts: Sequence[str] = ()
+    ) -> npt.NDArray[np.float64]:
+        """``(n, len(candidate_models))`` probabilities of a correct answer."""
+        logits = self.features(vectors, prompts) @ self.weights.T + self.bias
+        return 1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))
+
+    def predict(self, vector: npt.NDArray[np.floating[Any]], prompt: str = "") -> dict[str, float]:
         """Candidate model -> probability it answers this prompt correctly."""
-        row = self.predict_many(np.asarray(vector).reshape(1, -1))[0]
+        row = self.predict_many(np.asarray(vector).reshape(1, -1), [prompt])[0]
         return {m: float(p) for m, p in zip(self.candidate_models, row, strict=True)}
 
     def with_threshold(self, threshold: float) -> Router:
-        return Router(
-            version=self.version,
-            candidate_models=self.candidate_models,
-            weights=self.weights,
-            bias=self.bias,
-            threshold=threshold,
-            embedding_model=self.embedding_model,
-            trained_on=self.trained_on,
-            metrics=self.metrics,
-            label_sources=self.label_sources,
-        )
+        return replace(self, threshold=threshold)
 
     # -- artifact --------------------------------------------------------------------------
 
@@ -110,6 +146,9 @@ class Router:
             "trained_on": list(self.trained_on),
             "metrics": dict(self.metrics),
             "label_sources": dict(self.label_sources),
+            "rule": self.rule,
+            "text_features": list(TEXT_FEATURES) if self.text_features else [],
+            "embedding_max_tokens": self.embedding_max_tokens,
         }
         buffer = io.BytesIO()
         np.savez_compressed(
@@ -127,8 +166,11 @@ class Router:
                 bias = np.array(archive["bias"], dtype=np.float64)
         except (OSError, ValueError, KeyError) as exc:
             raise InvalidArgumentError(f"not a router artifact: {exc}") from exc
-        if meta.get("format") != ARTIFACT_FORMAT:
+        if meta.get("format") not in _READABLE:
             raise InvalidArgumentError(f"unknown router artifact format {meta.get('format')!r}")
+        names = meta.get("text_features", [])
+        if names and tuple(names) != TEXT_FEATURES:
+            raise InvalidArgumentError("router artifact has text features this build lacks")
         return cls(
             version=meta["version"],
             candidate_models=tuple(meta["candidate_models"]),
@@ -139,4 +181,36 @@ class Router:
             trained_on=tuple(meta.get("trained_on", ())),
             metrics={k: float(v) for k, v in meta.get("metrics", {}).items()},
             label_sources=dict(meta.get("label_sources", {})),
+            rule=meta.get("rule", "confidence"),
+            text_features=bool(names),
+            embedding_max_tokens=int(meta.get("embedding_max_tokens", MAX_TOKENS)),
         )
+
+
+def check_threshold(threshold: float, rule: str) -> None:
+    """InvalidArgumentError unless ``threshold`` fits ``rule`` ([0, 1], or [-1, 1] for gain)."""
+    if rule not in RULES:
+        raise InvalidArgumentError(f"unknown routing rule {rule!r}; use one of {RULES}")
+    low = -1.0 if rule == "gain" else 0.0
+    if not low <= threshold <= 1.0:
+        raise InvalidArgumentError(
+            f"threshold must be within [{low:g}, 1] for the {rule} rule, got {threshold}",
+            field="threshold",
+        )
+
+
+def escalation_key(probabilities: npt.NDArray[np.float64], rule: str) -> npt.NDArray[np.float64]:
+    """Per prompt of a (cheap, strong) router: the lower, the sooner it is escalated.
+
+    ``confidence``: P(cheap correct), escalated when below the threshold; ``gain``:
+    P(cheap) - P(strong), escalated when P(strong) - P(cheap) > threshold. A cut of the
+    prompts sorted by this key is a threshold of the rule (:func:`threshold_of_cut`).
+    """
+    if rule == "gain":
+        return probabilities[:, 0] - probabilities[:, 1]
+    return probabilities[:, 0]
+
+
+def threshold_of_cut(key_threshold: float, rule: str) -> float:
+    """The rule's threshold that escalates exactly the prompts with key < ``key_threshold``."""
+    return -key_threshold if rule == "gain" else key_threshold

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from llmproxy.optimizer.router.jobs import train_router
+from llmproxy.optimizer.router.model import ROUTING_MAX_TOKENS
 from llmproxy.optimizer.router.store import (
     RouterSummary,
     activate_router,
@@ -50,7 +51,7 @@ class RouterCalls:
     ) -> None:
         self._sessions = sessions
         self._bus = bus
-        self._embedder = embedder or Embedder()
+        self._embedder = embedder or Embedder(max_tokens=ROUTING_MAX_TOKENS)
         self._now = clock
         self._source = source
 

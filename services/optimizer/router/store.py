@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from llmproxy.optimizer.router.model import Router
+from llmproxy.optimizer.router.model import Router, check_threshold
 from llmproxy.platform.db.models import RouterPolicyRow
 from llmproxy.platform.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from llmproxy.platform.events import new_event_meta
@@ -25,6 +25,8 @@ __all__ = [
     "RouterSummary",
     "activate_router",
     "active_router",
+    "deactivate_routers",
+    "deactivation_event",
     "list_routers",
     "load_router",
     "policy_event",
@@ -121,14 +123,12 @@ async def activate_router(
     threshold: float | None = None,
 ) -> Router:
     """Make ``version`` the one active router (optionally with a new threshold)."""
-    if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise InvalidArgumentError(
-            f"threshold must be within [0, 1], got {threshold}", field="threshold"
-        )
     async with sessions.begin() as session:
         row = await session.get(RouterPolicyRow, version)
         if row is None:
             raise NotFoundError(f"no router version {version!r} (see: llmproxy router list)")
+        if threshold is not None:
+            check_threshold(threshold, Router.from_bytes(row.artifact).rule)
         await session.execute(
             update(RouterPolicyRow).where(RouterPolicyRow.version != version).values(active=False)
         )
@@ -137,6 +137,27 @@ async def activate_router(
         if threshold is not None:
             row.threshold = threshold
     return await load_router(sessions, version)
+
+
+async def deactivate_routers(
+    sessions: async_sessionmaker[AsyncSession],
+) -> str | None:
+    """No router active any more (gateways fall back to the rule-based policies); returns the
+    version that was active, or None when none was (then nothing changes)."""
+    async with sessions.begin() as session:
+        version = await session.scalar(
+            select(RouterPolicyRow.version).where(RouterPolicyRow.active.is_(True))
+        )
+        if version is not None:
+            await session.execute(update(RouterPolicyRow).values(active=False))
+    return version
+
+
+def deactivation_event(*, source: str) -> events_pb2.PolicyUpdated:
+    """``policy.updated`` saying that no router policy is active (an empty version)."""
+    return events_pb2.PolicyUpdated(
+        meta=new_event_meta(source), policy_id="router:none", router=events_pb2.RouterPolicy()
+    )
 
 
 def version_from_uri(uri: str) -> str:

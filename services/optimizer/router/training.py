@@ -17,15 +17,23 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.linear_model import LogisticRegression
 
-from llmproxy.optimizer.router.model import Router
+from llmproxy.optimizer.router.dataset import domain_folds
+from llmproxy.optimizer.router.features import TEXT_FEATURES, text_features_many
+from llmproxy.optimizer.router.model import RULES, Router, escalation_key, threshold_of_cut
+from llmproxy.platform.embeddings import MAX_TOKENS
 from llmproxy.platform.errors import InvalidArgumentError
 
 __all__ = [
+    "DEFAULT_SETTINGS",
     "Curve",
+    "PolicyFit",
     "QualityPoint",
+    "Setting",
     "calibrate_threshold",
+    "fit_policy",
     "fit_router",
     "out_of_domain_confidence",
+    "out_of_domain_probabilities",
     "point_at_quality",
     "random_accuracy",
     "routing_curve",
@@ -34,6 +42,25 @@ __all__ = [
 
 Floats = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
+
+
+def _design(
+    vectors: npt.NDArray[np.floating[Any]],
+    prompts: Sequence[str],
+    text_features: bool,
+    embedding_weight: float,
+) -> tuple[Floats, Floats, Floats]:
+    """The fitted design matrix, and the text block's mean and scale (for folding back)."""
+    parts = [vectors.astype(np.float64) * embedding_weight] if embedding_weight else []
+    mean = scale = np.zeros(0)
+    if text_features:
+        raw = text_features_many(prompts)
+        mean, scale = raw.mean(axis=0), raw.std(axis=0)
+        scale = np.where(scale > 1e-12, scale, 1.0)
+        parts.append((raw - mean) / scale)
+    if not parts:
+        raise InvalidArgumentError("a router needs features: an embedding weight or text features")
+    return np.hstack(parts), mean, scale
 
 
 def fit_router(
@@ -47,10 +74,18 @@ def fit_router(
     trained_on: Sequence[str] = (),
     label_sources: Mapping[str, str] | None = None,
     seed: int = 0,
+    prompts: Sequence[str] = (),
+    text_features: bool = False,
+    embedding_weight: float = 1.0,
+    rule: str = "confidence",
+    embedding_max_tokens: int = MAX_TOKENS,
 ) -> Router:
     """One logistic regression per candidate model (``labels`` ordered cheapest first).
 
-    ``regularization`` is scikit-learn's ``C`` (smaller: smoother). A candidate whose
+    ``regularization`` is scikit-learn's ``C`` (smaller: smoother). With ``text_features``
+    the standardised :mod:`.features` of ``prompts`` join the embedding, whose columns are
+    multiplied by ``embedding_weight`` (0: left out). Scaling and standardisation are
+    folded into the stored weights, so the router reads raw features. A candidate whose
     labels are all one value gets a constant predictor (its observed rate).
     """
     if not labels:
@@ -58,7 +93,12 @@ def fit_router(
     n = vectors.shape[0]
     if n == 0:
         raise InvalidArgumentError("no training prompts", field="train_domains")
-    weights = np.zeros((len(labels), vectors.shape[1]))
+    if text_features and len(prompts) != n:
+        raise InvalidArgumentError("text features need the training prompts")
+    design, mean, scale = _design(vectors, prompts, text_features, embedding_weight)
+    dims = vectors.shape[1]
+    extra = len(TEXT_FEATURES) if text_features else 0
+    weights = np.zeros((len(labels), dims + extra))
     bias = np.zeros(len(labels))
     for row, (model, y) in enumerate(labels.items()):
         if y.shape != (n,):
@@ -67,10 +107,16 @@ def fit_router(
         if y.all() or not y.any():
             bias[row] = np.log(rate / (1 - rate))
             continue
-        classifier = LogisticRegression(C=regularization, max_iter=2000, random_state=seed)
-        classifier.fit(vectors, y)
-        weights[row] = classifier.coef_[0]
-        bias[row] = classifier.intercept_[0]
+        classifier = LogisticRegression(C=regularization, max_iter=3000, random_state=seed)
+        classifier.fit(design, y)
+        coef, intercept = classifier.coef_[0], float(classifier.intercept_[0])
+        if embedding_weight:
+            weights[row, :dims] = coef[:dims] * embedding_weight
+            coef = coef[dims:]
+        if text_features:
+            weights[row, dims:] = coef / scale
+            intercept -= float(np.sum(coef * mean / scale))
+        bias[row] = intercept
     return Router(
         version=version,
         candidate_models=tuple(labels),
@@ -80,6 +126,9 @@ def fit_router(
         embedding_model=embedding_model,
         trained_on=tuple(trained_on),
         label_sources=dict(label_sources or {}),
+        rule=rule,
+        text_features=text_features,
+        embedding_max_tokens=embedding_max_tokens,
     )
 
 
@@ -173,7 +222,7 @@ def _threshold_for_cut(sorted_confidence: Floats, k: int) -> float:
     """A threshold t with exactly the first k (lowest-confidence) prompts below it."""
     n = len(sorted_confidence)
     if k <= 0:
-        return float(max(0.0, sorted_confidence[0] - 1e-9))
+        return float(max(-1.0, sorted_confidence[0] - 1e-9))
     if k >= n:
         return float(min(1.0, sorted_confidence[-1] + 1e-9))
     return float((sorted_confidence[k - 1] + sorted_confidence[k]) / 2)
@@ -231,3 +280,150 @@ def out_of_domain_confidence(
         )
         confidence[held_out] = router.predict_many(vectors[held_out])[:, 0]
     return confidence
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One candidate setting of the router, chosen among by cross-validation over domains."""
+
+    regularization: float
+    embedding_weight: float
+    text_features: bool = True
+
+    def describe(self) -> str:
+        return (
+            f"C={self.regularization:g}, embedding x{self.embedding_weight:g}, "
+            f"text features {'on' if self.text_features else 'off'}"
+        )
+
+
+#: what :func:`fit_policy` chooses among by default (text features won on training domains
+#: in every fold of the benchmark; the embedding is offered at two strengths)
+DEFAULT_SETTINGS = (
+    Setting(0.003, 0.0),
+    Setting(0.01, 0.0),
+    Setting(0.03, 0.0),
+    Setting(0.01, 1.0),
+    Setting(1.0, 1.0, text_features=False),
+)
+
+
+def out_of_domain_probabilities(
+    vectors: npt.NDArray[np.floating[Any]],
+    prompts: Sequence[str],
+    domains: Sequence[str],
+    labels: Mapping[str, Bools],
+    setting: Setting,
+    *,
+    folds: Sequence[Sequence[str]],
+    seed: int = 0,
+) -> Floats:
+    """``(n, models)`` P(correct), each prompt predicted by a model that never saw its domain."""
+    names = np.asarray(domains)
+    out = np.zeros((len(names), len(labels)))
+    for group in folds:
+        held = np.isin(names, list(group))
+        if not held.any() or held.all():
+            continue
+        train = np.flatnonzero(~held)
+        router = fit_router(
+            vectors[train],
+            {m: y[train] for m, y in labels.items()},
+            version="calibration",
+            embedding_model="",
+            regularization=setting.regularization,
+            prompts=[prompts[i] for i in train],
+            text_features=setting.text_features,
+            embedding_weight=setting.embedding_weight,
+            seed=seed,
+        )
+        test = np.flatnonzero(held)
+        out[test] = router.predict_many(vectors[test], [prompts[i] for i in test])
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyFit:
+    router: Router
+    setting: Setting
+    #: (setting, rule) -> strong share needed on the training domains' out-of-domain cut
+    tried: Mapping[tuple[Setting, str], float]
+    calibration: QualityPoint
+
+
+def fit_policy(
+    vectors: npt.NDArray[np.floating[Any]],
+    prompts: Sequence[str],
+    domains: Sequence[str],
+    cheap_correct: Bools,
+    strong_correct: Bools,
+    *,
+    cheap_model: str,
+    strong_model: str,
+    version: str,
+    embedding_model: str,
+    embedding_max_tokens: int = MAX_TOKENS,
+    quality_fraction: float = 0.95,
+    settings: Sequence[Setting] = DEFAULT_SETTINGS,
+    rules: Sequence[str] = RULES,
+    inner_folds: int = 4,
+    seed: int = 7,
+    label_sources: Mapping[str, str] | None = None,
+) -> PolicyFit:
+    """A (cheap, strong) router chosen and calibrated on these (training) domains only.
+
+    For each setting, out-of-domain predictions over ``inner_folds`` groups of the
+    domains; for each rule, the cut keeping ``quality_fraction`` of the strong model's
+    accuracy there. The (setting, rule) needing the fewest strong calls wins; its cut is
+    the threshold; the router is then fit on every prompt. What the benchmark judges on
+    held-out domains and what ``llmproxy router train`` stores are this one function.
+    """
+    unknown = [r for r in rules if r not in RULES]
+    if unknown or not rules:
+        raise InvalidArgumentError(f"rules must be among {RULES}, got {list(rules)}")
+    if not settings:
+        raise InvalidArgumentError("no router settings to choose among")
+    distinct = sorted(set(domains))
+    if len(distinct) < 2:
+        raise InvalidArgumentError(
+            "train on at least two domains (the threshold is calibrated across domains)",
+            field="domains",
+        )
+    folds = domain_folds(distinct, min(inner_folds, len(distinct)), seed)
+    labels = {"cheap": cheap_correct, "strong": strong_correct}
+    tried: dict[tuple[Setting, str], float] = {}
+    best: tuple[float, int, Setting, str, QualityPoint] | None = None
+    for order, setting in enumerate(settings):
+        predicted = out_of_domain_probabilities(
+            vectors, prompts, domains, labels, setting, folds=folds, seed=seed
+        )
+        for rule in rules:
+            point = calibrate_threshold(
+                escalation_key(predicted, rule),
+                cheap_correct,
+                strong_correct,
+                quality_fraction=quality_fraction,
+            )
+            tried[(setting, rule)] = point.strong_share
+            if best is None or point.strong_share < best[0] - 1e-12:
+                best = (point.strong_share, order, setting, rule, point)
+    assert best is not None
+    _, _, setting, rule, point = best
+    low = -1.0 if rule == "gain" else 0.0
+    router = fit_router(
+        vectors,
+        {cheap_model: cheap_correct, strong_model: strong_correct},
+        version=version,
+        embedding_model=embedding_model,
+        threshold=float(np.clip(threshold_of_cut(point.threshold, rule), low, 1.0)),
+        regularization=setting.regularization,
+        trained_on=distinct,
+        label_sources=label_sources,
+        seed=seed,
+        prompts=prompts,
+        text_features=setting.text_features,
+        embedding_weight=setting.embedding_weight,
+        rule=rule,
+        embedding_max_tokens=embedding_max_tokens,
+    )
+    return PolicyFit(router=router, setting=setting, tried=tried, calibration=point)
