@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import platform
@@ -26,7 +27,7 @@ from typing import Any
 from llmproxy.optimizer.pcs.evaluation import evaluate_candidate
 from llmproxy.optimizer.pcs.front import hypervolume, non_dominated
 from llmproxy.optimizer.pcs.objectives import OBJECTIVES
-from llmproxy.optimizer.pcs.search import Budget
+from llmproxy.optimizer.pcs.search import Budget, Nsga2Settings
 from llmproxy.optimizer.pcs.space import Candidate
 from llmproxy.optimizer.pcs.workload import WorkloadSpec
 from llmproxy.optimizer.plots import front_png, write_front_png
@@ -261,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         else RESULTS / ("optimizer_smoke.json" if args.smoke else "optimizer.json")
     )
     started = time.perf_counter()
+    args.load_at_start = os.getloadavg()
     results: list[dict[str, Any]] = []
     for name, limit in traces:
         results.append(run_trace(args, name, limit))
@@ -283,8 +285,10 @@ def write(
             "note": MACHINE_NOTE,
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
+            "load_average_at_start": getattr(args, "load_at_start", None),
             "load_average_at_end": os.getloadavg(),
         },
+        "nsga2_settings": dataclasses.asdict(Nsga2Settings()),
         "objectives": list(OBJ),
         "budget": {"population": args.population, "generations": args.generations},
         "workers": args.workers,

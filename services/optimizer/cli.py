@@ -179,10 +179,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                 outcome = await run_search(repository, record.search_id, evaluator, on_progress=bar)
             finally:
                 pool.shutdown(cancel_futures=True)
+        failed = f", {len(outcome.failed)} failed (kept off the front)" if outcome.failed else ""
         print(
             f"done in {outcome.wall_seconds:.1f}s: {len(outcome.points)} configurations "
             f"({outcome.simulated} simulated now, {outcome.reused} from the store), "
-            f"{len(outcome.front)} on the front",
+            f"{len(outcome.front)} on the front{failed}",
             file=sys.stderr,
         )
         _print_front(outcome.points, record.objectives)
@@ -220,6 +221,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         points = await repository.points(record.search_id)
         print(f"search {record.search_id} ({record.state}): {record.workload.describe()}")
         _print_front(points, record.objectives)
+        for p in (p for p in points if p.failed):
+            print(f"failed  {p.config_hash:<16}  {p.error}  {p.candidate.describe()}")
         if args.out:
             png, html = _write_plots(record, points, Path(args.out))
             print(f"plot: {png}\npage: {html}")
@@ -247,6 +250,22 @@ def cmd_apply(args: argparse.Namespace) -> int:
         finally:
             await bus.close()
         print(f"published policy.updated {applied.policy_id}: {applied.point.candidate.describe()}")
+        cap = applied.point.candidate.max_job_gpus
+        where = f"pool {args.pool}" if args.pool else "every pool"
+        # the event carries the cap (WfqConfig.max_job_gpus; 0 = none) and the live scheduler
+        # enforces it: say what that does to jobs already there
+        if cap is not None:
+            print(
+                f"note: {where} now caps each job at {cap} GPUs: waiting and new jobs asking "
+                "for more are clipped to it; running jobs keep their GPUs until they end",
+                file=sys.stderr,
+            )
+        else:
+            print(
+                f"note: this point has no per-job GPU cap: any earlier cap on {where} is "
+                "lifted and waiting jobs get back the GPUs they asked for",
+                file=sys.stderr,
+            )
         return 0
 
     return _run(args, work)
@@ -300,11 +319,20 @@ def add_search_commands(subparsers: argparse._SubParsersAction) -> None:  # type
     show.add_argument("--out", help="also write the PNG and HTML here")
     show.set_defaults(func=cmd_show)
 
-    apply = commands.add_parser("apply", help="publish a front point as the live WFQ config")
+    apply = commands.add_parser(
+        "apply",
+        help="publish a front point as the live WFQ config: its classes, weights and per-job "
+        "GPU cap (the scheduler clips waiting and new jobs to the cap)",
+    )
     db(apply)
     apply.add_argument("search_id")
     point = apply.add_mutually_exclusive_group(required=True)
-    point.add_argument("--preset", choices=PRESETS)
+    point.add_argument(
+        "--preset",
+        choices=PRESETS,
+        help="jct: the lowest JCT on the front; pred: the lowest prediction error among points "
+        "at most twice that JCT; bal: the knee between them",
+    )
     point.add_argument("--candidate", help="a front point's candidate hash")
     apply.add_argument("--pool", default="", help="the scheduler pool it applies to")
     apply.add_argument("--nats-url", help="default $NATS_URL")

@@ -44,9 +44,12 @@ def front_png(
 
     x_obj, y_obj = objectives[0], objectives[1]
     fig, ax = plt.subplots(figsize=(7, 4.8), dpi=110)
+    failed = sum(1 for p in points if p.failed)
+    points = [p for p in points if not p.failed]  # NaN metrics: nothing to draw
     xs = [_value(p, x_obj) for p in points]
     ys = [_value(p, y_obj) for p in points]
-    ax.scatter(xs, ys, s=10, c="#bbbbbb", label=f"evaluated ({len(points)})")
+    label = f"evaluated ({len(points)}{f', {failed} failed not shown' if failed else ''})"
+    ax.scatter(xs, ys, s=10, c="#bbbbbb", label=label)
     front = sorted((p for p in points if p.on_front), key=lambda p: _value(p, x_obj))
     ax.plot(
         [_value(p, x_obj) for p in front],

@@ -59,6 +59,12 @@ class Evaluation:
     on_front: bool = False
     #: the presets this point is ("pred", "bal", "jct"; one point may be several)
     presets: tuple[str, ...] = ()
+    #: why the evaluation failed (its metrics are NaN then); None: it succeeded
+    error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None or self.metrics.get("failed") == 1.0
 
 
 def _record(row: Search) -> SearchRecord:
@@ -80,13 +86,29 @@ def _record(row: Search) -> SearchRecord:
     )
 
 
+#: key of a failed evaluation's error text inside the stored metrics JSON
+_ERROR_KEY = "error"
+
+
 def _metrics(text: str) -> dict[str, float]:
-    return {k: float("nan") if v is None else float(v) for k, v in json.loads(text).items()}
+    return {
+        k: float("nan") if v is None else float(v)
+        for k, v in json.loads(text).items()
+        if k != _ERROR_KEY
+    }
 
 
-def _metrics_text(metrics: Mapping[str, float]) -> str:
+def _error(text: str) -> str | None:
+    value = json.loads(text).get(_ERROR_KEY)
+    return None if value is None else str(value)
+
+
+def _metrics_text(metrics: Mapping[str, float], error: str | None = None) -> str:
     # JSON has no NaN: store null
-    return json.dumps({k: (None if v != v else v) for k, v in metrics.items()}, sort_keys=True)
+    data: dict[str, object] = {k: (None if v != v else v) for k, v in metrics.items()}
+    if error is not None:
+        data[_ERROR_KEY] = error
+    return json.dumps(data, sort_keys=True)
 
 
 class SearchRepository:
@@ -221,8 +243,12 @@ class SearchRepository:
         *,
         evaluated_by: str,
         config_hash: str | None = None,
+        error: str | None = None,
     ) -> bool:
-        """Store a score; False when this configuration was already stored (kept as is)."""
+        """Store a score; False when this configuration was already stored (kept as is).
+
+        ``error``: the evaluation failed for good (``metrics`` are then NaN); it is stored
+        like a score, so no search on this workload runs it again."""
         async with self._sessions.begin() as session:
             insert = self._insert(session)
             result = await session.execute(
@@ -231,7 +257,7 @@ class SearchRepository:
                     workload_key=workload_key,
                     config_hash=config_hash or candidate.config_hash,
                     config=json.dumps(candidate.to_mapping(), sort_keys=True),
-                    metrics=_metrics_text(metrics),
+                    metrics=_metrics_text(metrics, error),
                     evaluated_by=evaluated_by,
                     wall_seconds=float(metrics.get("wall_seconds", 0.0)),
                     created_at=self._clock(),
@@ -333,6 +359,7 @@ class SearchRepository:
                 generation=point.generation,
                 on_front=bool(point.on_front),
                 presets=tuple(point.preset.split(",")) if point.preset else (),
+                error=_error(evaluation.metrics),
             )
             for point, evaluation in rows
         ]

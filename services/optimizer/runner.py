@@ -12,12 +12,14 @@ import asyncio
 import multiprocessing
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
-from llmproxy.optimizer.pcs.evaluation import evaluate_mapping
+import structlog
+
+from llmproxy.optimizer.pcs.evaluation import evaluate_mapping, failed_metrics
 from llmproxy.optimizer.pcs.front import non_dominated, presets
 from llmproxy.optimizer.pcs.objectives import ObjectiveError, parse_objectives
 from llmproxy.optimizer.pcs.search import ALGORITHMS, Budget, make_optimizer
@@ -38,6 +40,14 @@ __all__ = [
     "run_search",
 ]
 
+log = structlog.get_logger(__name__)
+
+#: a candidate's simulation is tried this many times before it is stored as failed
+MAX_ATTEMPTS = 3
+
+#: (workload mapping, candidate mapping) -> metrics; what an executor runs
+EvaluateFn = Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, float]]
+
 
 def new_search_id() -> str:
     return f"s-{uuid.uuid4().hex[:10]}"
@@ -57,22 +67,53 @@ class CandidateEvaluator(Protocol):
 
 @dataclass
 class PoolEvaluator:
-    """Scores candidates on an executor (a process pool) of this machine."""
+    """Scores candidates on an executor (a process pool) of this machine.
+
+    A simulation that raises is tried again, ``max_attempts`` times in all; then the
+    candidate is stored as failed (NaN metrics and the error: the worst objective values
+    to the search, never on a front) and the search goes on. A broken executor (a worker
+    process died) is not the candidate's fault: it propagates, the search stops as failed
+    and can be resumed."""
 
     repository: SearchRepository
     executor: Executor
     evaluated_by: str = "local"
+    max_attempts: int = MAX_ATTEMPTS
+    #: the function the executor runs (picklable for a process pool)
+    evaluate_fn: EvaluateFn = evaluate_mapping
 
     async def evaluate(self, record: SearchRecord, candidates: Sequence[Candidate]) -> None:
         loop = asyncio.get_running_loop()
         spec = record.workload.to_mapping()
 
         async def one(candidate: Candidate) -> None:
-            metrics = await loop.run_in_executor(
-                self.executor, evaluate_mapping, spec, candidate.to_mapping()
-            )
+            error: str | None = None
+            for attempt in range(1, self.max_attempts + 1):
+                try:
+                    metrics = await loop.run_in_executor(
+                        self.executor, self.evaluate_fn, spec, candidate.to_mapping()
+                    )
+                    break
+                except BrokenExecutor:
+                    raise
+                except Exception as exc:
+                    error = f"{type(exc).__name__}: {exc}"
+                    log.warning(
+                        "optimizer.evaluation_failed",
+                        search_id=record.search_id,
+                        candidate=candidate.config_hash,
+                        attempt=attempt,
+                        of=self.max_attempts,
+                        error=error,
+                    )
+            else:
+                metrics = failed_metrics(self.max_attempts)
             await self.repository.add_evaluation(
-                record.workload.key, candidate, metrics, evaluated_by=self.evaluated_by
+                record.workload.key,
+                candidate,
+                metrics,
+                evaluated_by=self.evaluated_by,
+                error=error if metrics.get("failed") == 1.0 else None,
             )
 
         await asyncio.gather(*(one(c) for c in candidates))
@@ -102,6 +143,11 @@ class SearchOutcome:
     wall_seconds: float
     #: (evaluations asked so far, seconds) after each generation
     history: list[tuple[int, float]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[Evaluation]:
+        """Points whose evaluation kept failing (stored NaN; on no front)."""
+        return [p for p in self.points if p.failed]
 
 
 ProgressCallback = Callable[[Progress], Awaitable[None] | None]

@@ -20,7 +20,7 @@ from llmproxy.optimizer.history import HistoryReader
 from llmproxy.optimizer.repository import SearchRepository
 from llmproxy.optimizer.runner import make_process_pool
 from llmproxy.optimizer.servicer import OptimizerServicer
-from llmproxy.optimizer.work_queue import EvaluationWorker, QueueEvaluator
+from llmproxy.optimizer.work_queue import MAX_DELIVERIES, EvaluationWorker, QueueEvaluator
 from llmproxy.platform.connect import open_database_and_bus
 from llmproxy.platform.settings import Duration, ServiceSettings
 from llmproxy.v1 import optimizer_pb2, optimizer_pb2_grpc
@@ -42,6 +42,13 @@ class Settings(ServiceSettings):
     eval_ack_wait: Duration = Field(
         timedelta(seconds=60),
         description="a task held this long by a silent (dead) replica goes to another one",
+    )
+    eval_max_deliveries: int = Field(
+        MAX_DELIVERIES,
+        ge=1,
+        le=100,
+        description="deliveries of one evaluation task (failed simulations, dead replicas) "
+        "before its configuration is stored as failed and the message terminated",
     )
 
 
@@ -72,6 +79,7 @@ class App:
                 instance_id=settings.instance_id,
                 concurrency=settings.eval_processes,
                 ack_wait=settings.eval_ack_wait,
+                max_deliveries=settings.eval_max_deliveries,
             )
             await self.worker.start()
             self._resources.push_async_callback(self.worker.stop)

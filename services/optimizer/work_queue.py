@@ -7,6 +7,13 @@ runs :class:`EvaluationWorker` subscriptions on one shared durable consumer, so 
 hands each task to one replica; a replica that dies holding a task stops acknowledging it
 and the task is delivered to another after ``ack_wait``. A worker skips a configuration
 already stored, and the store keeps the first score, so a redelivered task costs nothing.
+
+A task whose simulation raises is handed back (nak, with the bus's backoff) and tried
+again, by this or another replica, up to ``max_deliveries`` deliveries in all. The last
+delivery that fails stores the configuration as failed (NaN metrics and the error: the
+worst objective values to the search, on no front), so the driver's wait ends and the
+search completes, and the bus terminates the message (JetStream ``term``): it is never
+delivered again.
 """
 
 from __future__ import annotations
@@ -14,15 +21,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from fractions import Fraction
+from typing import Any
 
 import structlog
 
-from llmproxy.optimizer.pcs.evaluation import evaluate_mapping
+from llmproxy.optimizer.pcs.evaluation import evaluate_mapping, failed_metrics
 from llmproxy.optimizer.pcs.space import Candidate
 from llmproxy.optimizer.pcs.workload import WorkloadSpec
 from llmproxy.optimizer.repository import SearchRecord, SearchRepository
@@ -35,6 +43,8 @@ from llmproxy.v1 import events_pb2
 
 __all__ = [
     "EVALUATE_CONSUMER",
+    "MAX_DELIVERIES",
+    "EvaluationFailed",
     "EvaluationWorker",
     "QueueEvaluator",
     "candidate_from_proto",
@@ -45,6 +55,13 @@ log = structlog.get_logger(__name__)
 
 #: the durable consumer every optimizer replica shares
 EVALUATE_CONSUMER = "optimizer-evaluate"
+#: deliveries of one task (failed simulations and replicas that died holding it) before
+#: the configuration is stored as failed and the message terminated
+MAX_DELIVERIES = 5
+
+
+class EvaluationFailed(RuntimeError):
+    """A task's last delivery failed; the failure is stored and the message terminated."""
 
 
 def candidate_to_proto(candidate: Candidate) -> events_pb2.WfqConfig:
@@ -127,10 +144,17 @@ class EvaluationWorker:
     instance_id: str
     concurrency: int = 1
     ack_wait: timedelta = timedelta(seconds=60)
+    max_deliveries: int = MAX_DELIVERIES
+    #: the function the executor runs (picklable for a process pool)
+    evaluate_fn: Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, float]] = (
+        evaluate_mapping
+    )
     #: configuration hashes this replica simulated (tests and logs)
     simulated: list[str] = field(default_factory=list)
     #: configuration hashes of tasks that came again (another replica died holding them)
     redelivered: list[str] = field(default_factory=list)
+    #: configuration hashes this replica stored as failed (their last delivery failed)
+    failed: list[str] = field(default_factory=list)
     _subscriptions: list[Subscription] = field(default_factory=list)
     _specs: dict[str, WorkloadSpec] = field(default_factory=dict)
 
@@ -142,7 +166,7 @@ class EvaluationWorker:
                     self.handle,
                     consumer=EVALUATE_CONSUMER,
                     ack_wait=self.ack_wait,
-                    max_deliver=5,
+                    max_deliver=self.max_deliveries,
                 )
             )
 
@@ -168,9 +192,34 @@ class EvaluationWorker:
             spec = (await self.repository.get(task.search_id)).workload
             self._specs[task.search_id] = spec
         loop = asyncio.get_running_loop()
-        metrics = await loop.run_in_executor(
-            self.executor, evaluate_mapping, spec.to_mapping(), candidate.to_mapping()
-        )
+        try:
+            metrics = await loop.run_in_executor(
+                self.executor, self.evaluate_fn, spec.to_mapping(), candidate.to_mapping()
+            )
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            if envelope.attempt < self.max_deliveries:
+                raise  # nak: delivered again after the bus's backoff
+            await self.repository.add_evaluation(
+                key,
+                candidate,
+                failed_metrics(envelope.attempt),
+                evaluated_by=self.instance_id,
+                config_hash=task.candidate_id,
+                error=error,
+            )
+            self.failed.append(task.candidate_id)
+            log.warning(
+                "optimizer.evaluation_failed_for_good",
+                search_id=task.search_id,
+                candidate=task.candidate_id,
+                deliveries=envelope.attempt,
+                error=error,
+            )
+            # raised on the last delivery: the bus terminates the message (no redelivery)
+            raise EvaluationFailed(
+                f"candidate {task.candidate_id} failed {envelope.attempt} deliveries: {error}"
+            ) from exc
         self.simulated.append(task.candidate_id)
         # stored under the hash the driver waits for, whatever float rounding did on the way
         await self.repository.add_evaluation(

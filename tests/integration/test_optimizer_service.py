@@ -6,17 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 from nats.aio.client import Client
 
+from llmproxy.optimizer.pcs.evaluation import evaluate_mapping
+from llmproxy.optimizer.pcs.space import Candidate
 from llmproxy.optimizer.repository import SearchRepository
 from llmproxy.optimizer.service import App, Settings
 from llmproxy.optimizer.work_queue import EVALUATE_CONSUMER
@@ -44,6 +49,7 @@ async def start_replica(
     *,
     processes: int = 1,
     ack_wait: str = "60s",
+    max_deliveries: int = 5,
 ) -> Replica:
     settings = Settings(
         nats_url=nats_url,
@@ -51,6 +57,7 @@ async def start_replica(
         instance_id=name,
         eval_processes=processes,
         eval_ack_wait=ack_wait,  # type: ignore[arg-type]
+        eval_max_deliveries=max_deliveries,
     )
     app = App(settings)
     server = grpc.aio.server(interceptors=[BoundaryInterceptor()])
@@ -105,6 +112,15 @@ def children(pid: int) -> list[int]:
             if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
                 found.append(int(stat.parent.name))
     return found
+
+
+def crash_on_three_classes(spec: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, float]:
+    """The real simulation, except that it always fails for 3+ classes (runs in the
+    replica's worker process, so it lives at module level)."""
+    classes = Candidate.from_mapping(data).config.num_classes
+    if classes >= 3:
+        raise RuntimeError(f"simulator crashed on {classes} classes")
+    return evaluate_mapping(spec, data)
 
 
 @pytest.fixture
@@ -206,6 +222,48 @@ async def test_a_killed_replicas_task_is_delivered_again_and_completed(
     finally:
         await client.close()
     assert info.num_pending == 0 and info.num_ack_pending == 0  # the queue is drained
+
+
+async def test_a_task_that_keeps_failing_is_stored_as_failed_and_terminated(
+    stack: AsyncExitStack, nats_url: str, sqlite_db_url: str
+) -> None:
+    a = await start_replica(stack, nats_url, sqlite_db_url, "replica-a", max_deliveries=3)
+    assert a.app.worker is not None
+    a.app.worker.evaluate_fn = crash_on_three_classes
+    started = await a.stub.StartSearch(request(jobs=80, population=8, generations=2))
+    search = await wait_completed(a.stub, started.search_id, timeout_s=120)
+
+    engine = create_engine(sqlite_db_url)
+    stack.push_async_callback(engine.dispose)
+    repository = SearchRepository(session_factory(engine))
+    points = await repository.points(search.search_id)
+    failed = {p.config_hash for p in points if p.failed}
+    assert failed == {p.config_hash for p in points if p.candidate.config.num_classes >= 3}
+    assert failed, "the search asked for configurations with 3+ classes"
+    for point in points:
+        if point.failed:
+            assert point.error == (
+                f"RuntimeError: simulator crashed on {point.candidate.config.num_classes} classes"
+            )
+            assert math.isnan(point.metrics["error_mean"]) and point.metrics["attempts"] == 3
+            assert not point.on_front and not point.presets
+    assert failed.isdisjoint(p.candidate_id for p in search.front)
+    assert sorted(a.app.worker.failed) == sorted(failed)
+
+    # each failing task was delivered 3 times, then terminated: never delivered again
+    await asyncio.sleep(3)  # longer than the bus's backoff before a 4th delivery
+    deliveries = Counter(a.app.worker.redelivered)
+    assert {h: deliveries[h] + 1 for h in failed} == dict.fromkeys(failed, 3)
+    client = Client()
+    await client.connect(nats_url)
+    try:
+        js = client.jetstream()
+        info = await js.consumer_info("SEARCH_TASKS", EVALUATE_CONSUMER)
+        stream = await js.stream_info("SEARCH_TASKS")
+    finally:
+        await client.close()
+    assert info.num_pending == 0 and info.num_ack_pending == 0
+    assert stream.state.messages == 0  # the work queue holds nothing: no task left behind
 
 
 async def test_apply_publishes_the_chosen_point_as_policy_updated(

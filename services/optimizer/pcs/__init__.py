@@ -1,9 +1,9 @@
 """Pure core of the PCS Pareto search: search space, objectives, workloads, the NSGA-II /
 random ask-tell loop, fronts and presets, and the scoring of one candidate by simulation."""
 
-from .front import PRESETS, hypervolume, non_dominated, presets
+from .front import PRED_JCT_SLACK, PRESETS, hypervolume, non_dominated, presets
 from .objectives import DEFAULT_OBJECTIVES, OBJECTIVES, ObjectiveError, parse_objectives
-from .search import ALGORITHMS, Budget, BudgetError, Optimizer, make_optimizer
+from .search import ALGORITHMS, Budget, BudgetError, Nsga2Settings, Optimizer, make_optimizer
 from .space import MAX_CLASSES, SPACES, Candidate, SearchSpace, canonical_candidate
 from .workload import WorkloadError, WorkloadSpec, load_jobs
 
@@ -12,11 +12,13 @@ __all__ = [
     "DEFAULT_OBJECTIVES",
     "MAX_CLASSES",
     "OBJECTIVES",
+    "PRED_JCT_SLACK",
     "PRESETS",
     "SPACES",
     "Budget",
     "BudgetError",
     "Candidate",
+    "Nsga2Settings",
     "ObjectiveError",
     "Optimizer",
     "SearchSpace",

@@ -18,7 +18,7 @@ from llmproxy.scheduler.sim import simulate, summarize
 from .space import Candidate
 from .workload import WorkloadSpec, load_jobs
 
-__all__ = ["METRICS", "evaluate_candidate", "evaluate_mapping"]
+__all__ = ["FAILED", "METRICS", "evaluate_candidate", "evaluate_mapping", "failed_metrics"]
 
 #: what every evaluation records (``Summary`` fields)
 METRICS = (
@@ -31,6 +31,8 @@ METRICS = (
     "unfairness_p99",
     "predicted_share",
 )
+#: set to 1.0 in the metrics of a configuration whose evaluation kept failing
+FAILED = "failed"
 
 
 def evaluate_candidate(spec: WorkloadSpec, candidate: Candidate) -> dict[str, float]:
@@ -70,3 +72,12 @@ def evaluate_mapping(
     return evaluate_candidate(
         WorkloadSpec.from_mapping(spec_data), Candidate.from_mapping(candidate_data)
     )
+
+
+def failed_metrics(attempts: int) -> dict[str, float]:
+    """What is stored for a configuration whose simulation failed ``attempts`` times: every
+    metric NaN, which the search reads as the worst value of every objective (NSGA-II ranks
+    it last) and which keeps it off every front and preset."""
+    metrics = {name: float("nan") for name in METRICS}
+    metrics.update({FAILED: 1.0, "attempts": float(attempts), "wall_seconds": 0.0})
+    return metrics

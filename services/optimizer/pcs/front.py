@@ -9,7 +9,7 @@ import numpy as np
 
 from .objectives import objective_values
 
-__all__ = ["PRESETS", "hypervolume", "non_dominated", "presets"]
+__all__ = ["PRED_JCT_SLACK", "PRESETS", "hypervolume", "non_dominated", "presets"]
 
 #: most predictable, balanced, lowest JCT
 PRESETS = ("pred", "bal", "jct")
@@ -38,33 +38,65 @@ def non_dominated(points: Sequence[Mapping[str, float]], objectives: Sequence[st
     return chosen
 
 
-def _first(objectives: Sequence[str], wanted: Sequence[str]) -> str:
-    for name in wanted:
-        if name in objectives:
-            return name
-    return objectives[0] if wanted is _ERRORS else objectives[-1]
+#: ``pred`` may be this much slower than the fastest point on the front: at most
+#: (1 + slack) x the lowest JCT (1.0: twice the lowest mean JCT)
+PRED_JCT_SLACK = 1.0
 
 
-def presets(points: Sequence[Mapping[str, float]], objectives: Sequence[str]) -> dict[str, int]:
+def _roles(objectives: Sequence[str]) -> tuple[int, int]:
+    """(the error objective, the JCT objective) that the presets trade: the first error and
+    the first JCT objective searched; without a JCT objective the last one, without an
+    error objective the first other one."""
+    jct = next((o for o in _JCTS if o in objectives), objectives[-1])
+    rest = [o for o in objectives if o != jct]
+    pred = next((o for o in _ERRORS if o in rest), rest[0])
+    return objectives.index(pred), objectives.index(jct)
+
+
+def presets(
+    points: Sequence[Mapping[str, float]],
+    objectives: Sequence[str],
+    *,
+    pred_jct_slack: float = PRED_JCT_SLACK,
+) -> dict[str, int]:
     """Index (into ``points``, which should be a front) of each preset.
 
-    ``pred``: the lowest prediction error (the first objective when no error objective is
-    searched); ``jct``: the lowest JCT (else the last objective); ``bal``: the point closest
-    to the ideal point after scaling each objective's log to [0, 1] over the front."""
+    * ``jct``: the lowest JCT (the first JCT objective searched, else the last objective);
+      ties go to the lower prediction error.
+    * ``pred``: the lowest prediction error (the first error objective, else the first other
+      objective) among the points whose JCT is at most ``(1 + pred_jct_slack)`` times the
+      lowest JCT on the front. Without that bound ``pred`` would be the end of the front, a
+      single FIFO class: 0 % error because every job waits for all earlier ones, at several
+      times the JCT of every other point.
+    * ``bal``: the knee between the two: among the points whose JCT lies between ``jct``'s
+      and ``pred``'s, the one closest to their ideal point after scaling each objective's
+      log to [0, 1] over those points. So on a two-objective front ``pred``, ``bal``,
+      ``jct`` are ordered: error rises and JCT falls from one to the next.
+
+    Points with a non-finite objective (failed evaluations) are never chosen.
+    """
     if not points:
         return {}
+    if pred_jct_slack < 0:
+        raise ValueError(f"pred_jct_slack must be >= 0, got {pred_jct_slack}")
     F = np.array([objective_values(p, objectives) for p in points], dtype=float)
-    pred_obj = objectives.index(_first(objectives, _ERRORS))
-    jct_obj = objectives.index(_first(objectives, _JCTS))
-    chosen = {
-        "pred": int(np.lexsort((F[:, jct_obj], F[:, pred_obj]))[0]),
-        "jct": int(np.lexsort((F[:, pred_obj], F[:, jct_obj]))[0]),
-    }
-    logs = np.log10(1.0 + F)
+    usable = np.flatnonzero(np.all(np.isfinite(F), axis=1))
+    if len(usable) == 0:
+        return {}
+    pred_obj, jct_obj = _roles(objectives)
+    G = F[usable]
+    jct = int(np.lexsort((G[:, pred_obj], G[:, jct_obj]))[0])
+    fastest = G[jct, jct_obj]
+    bound = fastest + pred_jct_slack * abs(fastest)
+    allowed = np.flatnonzero(G[:, jct_obj] <= bound * (1 + 1e-12))
+    pred = int(allowed[np.lexsort((G[allowed, jct_obj], G[allowed, pred_obj]))[0]])
+    low, high = sorted((G[jct, jct_obj], G[pred, jct_obj]))
+    between = np.flatnonzero((G[:, jct_obj] >= low) & (G[:, jct_obj] <= high))
+    logs = np.log10(1.0 + np.maximum(G[between], 0.0))
     span = logs.max(axis=0) - logs.min(axis=0)
     scaled = (logs - logs.min(axis=0)) / np.where(span > 0, span, 1.0)
-    chosen["bal"] = int(np.argmin(np.linalg.norm(scaled, axis=1)))
-    return chosen
+    bal = int(between[np.argmin(np.linalg.norm(scaled, axis=1))])
+    return {"pred": int(usable[pred]), "bal": int(usable[bal]), "jct": int(usable[jct])}
 
 
 def hypervolume(

@@ -3,11 +3,17 @@ seed, every configuration scored once, and a stopped search resumes without re-r
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import math
+import threading
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
 
 import pytest
 
+from llmproxy.optimizer.pcs.evaluation import evaluate_mapping
 from llmproxy.optimizer.pcs.search import Budget
 from llmproxy.optimizer.pcs.space import Candidate
 from llmproxy.optimizer.pcs.workload import WorkloadSpec
@@ -135,3 +141,71 @@ async def test_bad_search_requests_are_refused_and_store_nothing(
     assert await repository.recent() == []
     with pytest.raises(NotFoundError, match="no search 's-missing'"):
         await repository.get("s-missing")
+
+
+class FlakySimulator:
+    """The real simulation, except that configurations with 3+ classes always raise and the
+    first attempt at every 2-class configuration raises once (a transient fault)."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def __call__(self, spec: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, float]:
+        candidate = Candidate.from_mapping(data)
+        with self._lock:
+            self.calls[candidate.config_hash] += 1
+            attempt = self.calls[candidate.config_hash]
+        classes = candidate.config.num_classes
+        if classes >= 3:
+            raise RuntimeError(f"simulator crashed on {classes} classes")
+        if classes == 2 and attempt == 1:
+            raise TimeoutError("transient")
+        return evaluate_mapping(spec, data)
+
+
+async def test_a_failing_candidate_is_retried_then_stored_as_failed_and_the_search_completes(
+    repository: SearchRepository,
+) -> None:
+    flaky = FlakySimulator()
+    evaluator = PoolEvaluator(
+        repository, ThreadPoolExecutor(2), evaluated_by="test", evaluate_fn=flaky
+    )
+    outcome = await run_search(repository, await start(repository), evaluator)
+    assert outcome.record.state == "completed"
+    failed = {p.config_hash: p for p in outcome.failed}
+    assert failed, "the search asked for configurations with 3+ classes"
+    for point in outcome.points:
+        classes = point.candidate.config.num_classes
+        if classes >= 3:  # bounded retries, then stored as failed: NaN, on no front
+            assert point.config_hash in failed
+            assert flaky.calls[point.config_hash] == evaluator.max_attempts == 3
+            assert point.error == f"RuntimeError: simulator crashed on {classes} classes"
+            assert math.isnan(point.metrics["jct_mean"]) and point.metrics["attempts"] == 3
+            assert not point.on_front and not point.presets
+        else:  # a transient failure costs one retry; the score is kept
+            assert point.config_hash not in failed and point.error is None
+            assert flaky.calls[point.config_hash] == (2 if classes == 2 else 1)
+            assert math.isfinite(point.metrics["jct_mean"])
+    assert outcome.front and set(outcome.presets) == {"pred", "bal", "jct"}
+    # stored as failed: a later search on the workload does not run them again
+    again = PoolEvaluator(repository, ThreadPoolExecutor(2), evaluated_by="t", evaluate_fn=flaky)
+    before = sum(flaky.calls.values())
+    rerun = await run_search(repository, await start(repository), again)
+    assert sum(flaky.calls.values()) == before
+    assert {p.config_hash for p in rerun.failed} == set(failed)
+
+
+async def test_a_broken_pool_stops_the_search_as_failed_not_its_candidates(
+    repository: SearchRepository,
+) -> None:
+    def broken(spec: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, float]:
+        raise BrokenProcessPool("a worker process died")
+
+    search_id = await start(repository)
+    evaluator = PoolEvaluator(repository, ThreadPoolExecutor(1), evaluate_fn=broken)
+    with pytest.raises(BrokenProcessPool):
+        await run_search(repository, search_id, evaluator)
+    record = await repository.get(search_id)
+    assert record.state == "failed" and "worker process died" in (record.error or "")
+    assert await repository.evaluators(WORKLOAD.key) == {}  # nothing stored as failed
