@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import sys
 import tempfile
 import time
@@ -42,6 +43,7 @@ from llmproxy.scheduler.core import ClusterConfig, Job, WfqConfig, make_policy  
 from llmproxy.scheduler.engine import SchedulerEngine  # noqa: E402
 from llmproxy.scheduler.executors import ExecutorAgent, SimulatedRunner  # noqa: E402
 from llmproxy.scheduler.live import (  # noqa: E402
+    Changes,
     JobState,
     LiveScheduler,
     Progress,
@@ -251,27 +253,53 @@ async def live_service(
     }
 
 
-async def submit_latency(queued: int, calls: int) -> dict[str, float]:
+async def prefill(service: LiveService, pool: str, queued: int, size: float) -> None:
+    """Queue ``queued`` jobs through the engine's core and repository in one write (set-up,
+    not measured: 10,000 SubmitJob calls one by one would take minutes)."""
+    engine = service.engine
+    changes = Changes()
+    for i in range(queued):
+        spec = SubmitSpec(job_id=f"prefill-{i}", pool=pool, demand=1, size=size)
+        changes.merge(engine.core.submit(spec, engine.time.now()))
+    await engine.repository.save(changes)
+
+
+async def submit_latency(queued: int, calls: int) -> dict[str, Any]:
     """SubmitJob latency over gRPC with ``queued`` jobs waiting (one busy 1-GPU executor)."""
     with tempfile.TemporaryDirectory() as tmp:
         async with LiveService(Path(tmp), 1.0, WfqConfig.single_class()) as service:
             await service.engine.register_executor("busy", "q", 1, "simulated")
+            await prefill(service, "q", queued, 60.0)
             async with grpc.aio.insecure_channel(service.address) as channel:
                 stub = scheduler_pb2_grpc.SchedulerStub(channel)
                 request = scheduler_pb2.SubmitJobRequest(pool="q", gpu_demand=1, size_seconds=60)
-                for _ in range(queued):
+                for _ in range(5):  # warm the channel and the statement caches
                     await stub.SubmitJob(request)
+                load_before = os.getloadavg()
                 timings = []
                 for _ in range(calls):
                     began = time.perf_counter()
                     await stub.SubmitJob(request)
                     timings.append((time.perf_counter() - began) * 1000)
+                load_after = os.getloadavg()
+            # the core alone (the algorithmic part, no gRPC and no database), same queue
+            core_timings = []
+            for i in range(calls):
+                spec = SubmitSpec(job_id=f"core-{i}", pool="q", demand=1, size=60.0)
+                began = time.perf_counter()
+                service.engine.core.submit(spec, service.engine.time.now())
+                core_timings.append((time.perf_counter() - began) * 1000)
     values = np.array(timings)
+    core = np.array(core_timings)
     return {
         "queued": queued,
         "calls": calls,
         "p50_ms": float(np.percentile(values, 50)),
         "p99_ms": float(np.percentile(values, 99)),
+        "core_only_p50_ms": float(np.percentile(core, 50)),
+        "core_only_p99_ms": float(np.percentile(core, 99)),
+        "loadavg_1_5_15_before": [round(x, 2) for x in load_before],
+        "loadavg_1_5_15_after": [round(x, 2) for x in load_after],
     }
 
 
@@ -294,7 +322,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=60.0, help="wall seconds to aim at")
     parser.add_argument("--time-scale", type=float, help="fixed compression (default: fit)")
     parser.add_argument("--min-wall", type=float, default=1.0, help="see 'long' in the table")
-    parser.add_argument("--latency-queued", type=int, nargs="*", default=[100, 1000])
+    parser.add_argument("--latency-queued", type=int, nargs="*", default=[100, 1000, 10000])
+    parser.add_argument("--latency-calls", type=int, default=200, help="SubmitJob calls timed")
+    parser.add_argument(
+        "--latency-only", action="store_true", help="only the SubmitJob latency (no replay)"
+    )
     parser.add_argument("--out", help="result JSON (default bench/results/scheduler_live.json)")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -307,14 +339,39 @@ def main(argv: list[str] | None = None) -> int:
     config = config_for(args.policy)
     gpus = args.executors * args.gpus_per_executor
 
+    calls = 30 if args.smoke else args.latency_calls
+    latency = [asyncio.run(submit_latency(n, calls)) for n in args.latency_queued]
+    print(
+        f"{'queued':>8} {'SubmitJob p50 ms':>17} {'p99 ms':>8} {'core p50 ms':>12} "
+        f"{'core p99 ms':>12}  load average (1, 5, 15 min)"
+    )
+    for row in latency:
+        print(
+            f"{row['queued']:>8} {row['p50_ms']:>17.1f} {row['p99_ms']:>8.1f} "
+            f"{row['core_only_p50_ms']:>12.3f} {row['core_only_p99_ms']:>12.3f}  "
+            f"{row['loadavg_1_5_15_before']}"
+        )
+    if args.latency_only:
+        out = result_path("scheduler_submit_latency", args.out)
+        write_result(
+            out,
+            {
+                "command": " ".join(
+                    ["python", "bench/scheduler/live_eta.py", *(argv or sys.argv[1:])]
+                ),
+                "environment": ENVIRONMENT,
+                "machine": machine(),
+                "submit_latency": latency,
+            },
+        )
+        print(f"wrote {out}")
+        return 0
     sim = offline_simulator(jobs, gpus, config)
     core, makespan = live_core_offline(jobs, args.executors, args.gpus_per_executor, config)
     scale = args.time_scale or makespan / args.duration
     live, facts = asyncio.run(
         live_service(jobs, args.executors, args.gpus_per_executor, config, scale)
     )
-    calls = 30 if args.smoke else 100
-    latency = [asyncio.run(submit_latency(n, calls)) for n in args.latency_queued]
 
     # jobs whose ideal run lasts at least --min-wall wall seconds at this compression: for
     # shorter ones the service's fixed delays (milliseconds, times the scale) dominate
@@ -340,9 +397,6 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((name, results[key]["all"]))
         rows.append((f"  {name}, long", results[key]["long"]))
     print(table(rows))
-    print(f"{'queued':>8} {'SubmitJob p50 ms':>17} {'p99 ms':>8}")
-    for row in latency:
-        print(f"{row['queued']:>8} {row['p50_ms']:>17.1f} {row['p99_ms']:>8.1f}")
     out = result_path("scheduler_live_smoke" if args.smoke else "scheduler_live", args.out)
     write_result(
         out,

@@ -25,13 +25,14 @@ from llmproxy.gateway.http_api import build_app
 from llmproxy.gateway.providers.anthropic import AnthropicProvider
 from llmproxy.gateway.providers.openai_compat import OpenAICompatibleProvider
 from llmproxy.gateway.providers.port import Provider
+from llmproxy.gateway.queueing import RequestQueues
 from llmproxy.gateway.reservations import LimitGuard
 from llmproxy.gateway.servicer import GatewayServicer
 from llmproxy.gateway.store import SqlKeyDirectory, SqlLimitStore, SqlUsageLedger
 from llmproxy.optimizer.router.live import LiveRouter
 from llmproxy.platform.bus.port import Delivery, EventBus
 from llmproxy.platform.bus.subjects import POLICY_UPDATED, PROFILE_UPDATED
-from llmproxy.platform.connect import connect_bus, connect_database
+from llmproxy.platform.connect import connect_bus, connect_database, service_channel
 from llmproxy.platform.db.engine import redacted_url, session_factory
 from llmproxy.platform.embeddings import Embedder
 from llmproxy.platform.errors import ConfigurationError
@@ -109,6 +110,42 @@ class Settings(ServiceSettings):
     reservation_sweep_interval: Duration = Field(
         timedelta(seconds=30), description="how often expired reservations are looked for"
     )
+    scheduler_addr: str | None = Field(
+        None,
+        pattern=r"^[^\s:]+:\d+$",
+        description="scheduler host:port; requests to capacity-limited models (capacity_slots "
+        "in the catalog) then wait their turn in its queues; unset: no queues",
+    )
+    queue_replica: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="this replica's stable name in the scheduler (its queue executors are "
+        "gateway-<name>-<model>); unset: <host>-<grpc_port>",
+    )
+    queue_replicas: int = Field(
+        1, ge=1, le=1000, description="gateway replicas sharing each limited model's slots"
+    )
+    queue_max_wait: Duration = Field(
+        timedelta(minutes=5), description="longest wait for a slot before a request fails"
+    )
+    queue_tenant_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description='JSON map tenant -> weight of its share of a limited model, e.g. '
+        '{"acme": 2}; other tenants weigh 1',
+    )
+
+    @model_validator(mode="after")
+    def _queues_are_sane(self) -> Settings:
+        bad = {t: w for t, w in self.queue_tenant_weights.items() if not 0 < w <= 1e6}
+        if bad:
+            raise ValueError(f"queue_tenant_weights must be > 0 and <= 1e6, got {bad}")
+        longest = self.provider_timeout * (self.provider_retries + 1) + self.queue_max_wait
+        if self.scheduler_addr and self.reservation_ttl <= longest:
+            raise ValueError(
+                f"reservation_ttl ({self.reservation_ttl}) must be longer than a queued request "
+                f"can take: queue_max_wait + provider_timeout x (provider_retries + 1) = {longest}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _reservations_outlive_requests(self) -> Settings:
@@ -167,11 +204,11 @@ class App:
         await _require_schema(engine, settings.database_url)
         sessions = session_factory(engine)
         router, profiles = await _model_selection(bus, sessions, opened)
-        channel = grpc.aio.insecure_channel(settings.context_addr)
+        channel = service_channel(settings.context_addr)
         opened.push_async_callback(channel.close)
         cache = None
         if settings.cache_addr:
-            cache_channel = grpc.aio.insecure_channel(settings.cache_addr)
+            cache_channel = service_channel(settings.cache_addr)
             opened.push_async_callback(cache_channel.close)
             cache = GrpcCacheClient(cache_channel, timeout_s=settings.cache_timeout.total_seconds())
         guard = LimitGuard(
@@ -183,6 +220,10 @@ class App:
             _sweep_forever(guard, settings.reservation_sweep_interval.total_seconds())
         )
         opened.push_async_callback(_cancel, sweeper)
+        queues = await _request_queues(settings, catalog)
+        if queues is not None:
+            # closed after the requests in flight are done (LIFO)
+            opened.push_async_callback(queues.close)
         flow = AskFlow(
             catalog=catalog,
             providers=providers,
@@ -198,6 +239,7 @@ class App:
             default_output_cap=settings.default_output_cap,
             router=router,
             profiles=profiles,
+            queues=queues,
         )
         # Last in, first out: settlements and events finish before the bus and DB close.
         opened.push_async_callback(flow.drain)
@@ -248,6 +290,31 @@ async def _model_selection(
     await router.load()
     await profiles.load(sessions)
     return router, profiles
+
+
+async def _request_queues(settings: Settings, catalog: Catalog) -> RequestQueues | None:
+    """The queues of the catalog's capacity-limited models, when a scheduler is configured."""
+    limited = [m.name for m in catalog.available() if m.capacity_slots > 0]
+    if not limited:
+        return None
+    if not settings.scheduler_addr:
+        log.warning(
+            "capacity-limited models are served without queues (set LLMPROXY_SCHEDULER_ADDR)",
+            models=limited,
+        )
+        return None
+    replica = settings.queue_replica or f"{os.uname().nodename}-{settings.grpc_port}"
+    queues = RequestQueues(
+        settings.scheduler_addr,
+        catalog,
+        replica=replica,
+        replicas=settings.queue_replicas,
+        tenant_weights=settings.queue_tenant_weights,
+        max_wait_s=settings.queue_max_wait.total_seconds(),
+    )
+    await queues.start()
+    log.info("request queues starting", models=limited, replica=replica)
+    return queues
 
 
 async def _sweep_forever(guard: LimitGuard, interval_s: float) -> None:

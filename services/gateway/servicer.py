@@ -23,7 +23,7 @@ from llmproxy.platform.errors import InvalidArgumentError, NotFoundError
 from llmproxy.platform.events import new_event_meta, publish_event
 from llmproxy.v1 import common_pb2, events_pb2, gateway_pb2, gateway_pb2_grpc
 
-__all__ = ["GatewayServicer", "UsageLedger"]
+__all__ = ["GatewayServicer", "UsageLedger", "eta_metadata"]
 
 
 class UsageLedger(Protocol):
@@ -61,7 +61,13 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     async def Ask(
         self, request: gateway_pb2.AskRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.AskReply:
-        return await self._flow.ask(request, await self._caller(context))
+        caller = await self._caller(context)
+
+        async def send_eta(eta: common_pb2.Eta) -> None:
+            # a queued request: the ETA goes out as initial metadata, before the answer
+            await context.send_initial_metadata(eta_metadata(eta))
+
+        return await self._flow.ask(request, caller, on_eta=send_eta)
 
     async def AskStream(
         self, request: gateway_pb2.AskRequest, context: grpc.aio.ServicerContext
@@ -98,6 +104,17 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         for model, (count, cost) in sorted(totals.by_model.items()):
             reply.by_model.add(model=model, requests=count, cost_nanousd=cost)
         return reply
+
+
+def eta_metadata(eta: common_pb2.Eta) -> tuple[tuple[str, str], ...]:
+    """The ``x-llmproxy-eta`` (predicted completion, RFC 3339) and ``x-llmproxy-eta-start``
+    metadata of a queued request."""
+    pairs = [("x-llmproxy-queued", "true" if eta.queued else "false")]
+    if eta.HasField("predicted_completion"):
+        pairs.append(("x-llmproxy-eta", eta.predicted_completion.ToJsonString()))
+    if eta.HasField("predicted_start"):
+        pairs.append(("x-llmproxy-eta-start", eta.predicted_start.ToJsonString()))
+    return tuple(pairs)
 
 
 def usage_filter(caller: Caller, request: gateway_pb2.UsageRequest) -> UsageFilter:

@@ -96,6 +96,7 @@ class _InlineRunner:
         future = self._granted.pop(job_id, None)
         if future is not None and not future.done():
             future.set_exception(LLMProxyError(f"request {job_id} was cancelled"))
+            future.exception()  # a waiter still gets it; no one waiting is no error
 
     def reports(self) -> list[Progress]:
         now = time.monotonic()
@@ -159,12 +160,19 @@ class LlmRequestQueue:
     ) -> None:
         await self.close()
 
-    async def start(self) -> None:
-        """Register the backend's slots and wait until the scheduler knows them."""
-        self._channel = grpc.aio.insecure_channel(self.address)
-        self._agent_task = asyncio.create_task(self._agent.run(), name=f"llm-queue-{self.pool}")
+    @property
+    def executor_id(self) -> str:
+        return self._agent.executor_id
+
+    async def start(self, *, attempts: int = 100) -> None:
+        """Register the backend's slots and wait until the scheduler knows them (LLMProxyError
+        after ``attempts`` checks; the agent keeps trying to register in the background)."""
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(self.address)
+        if self._agent_task is None:
+            self._agent_task = asyncio.create_task(self._agent.run(), name=f"llm-queue-{self.pool}")
         stub = scheduler_pb2_grpc.SchedulerStub(self._channel)
-        for _ in range(100):
+        for _ in range(attempts):
             with contextlib.suppress(grpc.aio.AioRpcError):
                 state = await stub.GetClusterState(
                     scheduler_pb2.ClusterStateRequest(pool=self.pool), timeout=self.rpc_timeout
@@ -190,6 +198,34 @@ class LlmRequestQueue:
             raise LLMProxyError("the LLM request queue is not started")
         return scheduler_pb2_grpc.SchedulerStub(self._channel)
 
+    async def cancel_leftovers(self) -> int:
+        """Cancel every active job of this queue's pool: requests a previous run of this
+        executor admitted and never finished (their callers left with that process). Call
+        before :meth:`start`. Returns how many were cancelled."""
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(self.address)
+        try:
+            listed = await self._stub.ListJobs(
+                scheduler_pb2.ListJobsRequest(
+                    pool=self.pool,
+                    states=[
+                        scheduler_pb2.JOB_STATE_QUEUED,
+                        scheduler_pb2.JOB_STATE_RUNNING,
+                        scheduler_pb2.JOB_STATE_PREEMPTED,
+                    ],
+                    limit=1000,
+                ),
+                timeout=self.rpc_timeout,
+            )
+            for job in listed.jobs:
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    await self._stub.CancelJob(
+                        scheduler_pb2.JobRef(job_id=job.job_id), timeout=self.rpc_timeout
+                    )
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc(exc, peer=f"the scheduler at {self.address}") from exc
+        return len(listed.jobs)
+
     async def admit(
         self,
         *,
@@ -198,22 +234,35 @@ class LlmRequestQueue:
         seconds_per_token: float,
         model: str = "",
         request_id: str = "",
+        fixed_seconds: float = 0.0,
+        weight: float = 1.0,
     ) -> Ticket:
-        """Submit one request; returns its ETA at once. ``request_id`` makes it idempotent."""
+        """Submit one request; returns its ETA at once. ``request_id`` makes it idempotent.
+
+        Its size is ``fixed_seconds + output_tokens x seconds_per_token`` (e.g. the time to
+        the first token, then the generation). Requests of one tenant form one WFQ flow of
+        weight ``weight``, so a tenant with a burst cannot starve the others."""
         if output_tokens < 1 or not seconds_per_token > 0:
             raise InvalidArgumentError(
                 "output_tokens must be >= 1 and seconds_per_token > 0, got "
                 f"{output_tokens} and {seconds_per_token}",
                 field="output_tokens",
             )
+        if not (fixed_seconds >= 0 and weight > 0):
+            raise InvalidArgumentError(
+                f"fixed_seconds must be >= 0 and weight > 0, got {fixed_seconds} and {weight}",
+                field="weight",
+            )
         request = scheduler_pb2.SubmitJobRequest(
             kind=scheduler_pb2.JOB_KIND_LLM_REQUEST,
             pool=self.pool,
             owner=tenant,
             gpu_demand=1,
-            size_seconds=output_tokens * seconds_per_token,
+            size_seconds=fixed_seconds + output_tokens * seconds_per_token,
             features=scheduler_pb2.JobFeatures(model_name=model, user=tenant),
             idempotency_key=f"llm:{request_id}" if request_id else "",
+            share=f"tenant:{tenant}",
+            share_weight=weight,
         )
         try:
             job = (await self._stub.SubmitJob(request, timeout=self.rpc_timeout)).job
@@ -235,6 +284,17 @@ class LlmRequestQueue:
         """Report the request answered (or failed); the next heartbeat, sent at once,
         carries it and frees the slot."""
         self._runner.end(ticket.job_id, failed=failed, error=error)
+
+    async def cancel(self, ticket: Ticket) -> None:
+        """Withdraw a request that has not been answered (its caller left, or it waited too
+        long); a request that holds its slot is ended with :meth:`finish` instead."""
+        self._runner.stop(ticket.job_id)
+        try:
+            await self._stub.CancelJob(
+                scheduler_pb2.JobRef(job_id=ticket.job_id), timeout=self.rpc_timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc(exc, peer=f"the scheduler at {self.address}") from exc
 
     async def eta(self, ticket: Ticket) -> datetime | None:
         """The current predicted completion (it is revised as the queue changes)."""

@@ -70,6 +70,8 @@ def job_to_proto(job: LiveJob, time: TimeBase) -> scheduler_pb2.Job:
         error=job.error,
         actual_size_seconds=job.actual_size or 0.0,
         restarts=job.restarts,
+        share=job.share,
+        share_weight=job.share_weight,
     )
     features = dict(job.features)
     message.features.model_name = features.pop("model_name", "")

@@ -59,6 +59,7 @@ from llmproxy.scheduler.live import (
     UnknownExecutorError,
     UnknownPoolError,
 )
+from llmproxy.scheduler.metrics import record_changes
 from llmproxy.scheduler.repository import SchedulerRepository
 from llmproxy.scheduler.sizing import SizeEstimator
 from llmproxy.scheduler.timebase import TimeBase
@@ -111,6 +112,9 @@ class SubmitRequest:
     features: Mapping[str, str] = field(default_factory=dict)
     command: str = ""
     idempotency_key: str = ""
+    #: fair-sharing flow and its weight (see :class:`~llmproxy.scheduler.live.SubmitSpec`)
+    share: str = ""
+    share_weight: float = 0.0
 
 
 def _invalid(exc: InvalidJobError) -> InvalidArgumentError:
@@ -135,6 +139,34 @@ def wfq_config_from_proto(message: events_pb2.WfqConfig) -> WfqConfig:
     )
 
 
+class _ReloadingLock:
+    """The engine's lock. After a write failed and the core could not be reloaded (the
+    database is still away), the next holder reloads it first, or gets UnavailableError:
+    no command runs on a core the database does not match (an executor's report of a
+    finished job, accepted by a stale core and never stored, would be lost)."""
+
+    def __init__(self, engine: SchedulerEngine) -> None:
+        self._engine = engine
+        self._lock = asyncio.Lock()
+        self.stale = False
+
+    async def __aenter__(self) -> None:
+        await self._lock.acquire()
+        if not self.stale:
+            return
+        try:
+            await self._engine._restore()
+        except BaseException as exc:
+            self._lock.release()
+            raise UnavailableError(
+                "the scheduler's database is unreachable; retry in a few seconds"
+            ) from exc
+        self.stale = False
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
 class SchedulerEngine:
     def __init__(
         self,
@@ -154,7 +186,7 @@ class SchedulerEngine:
         self.sizes = sizes or SizeEstimator()
         self._source = source
         self._new_id = id_factory
-        self._lock = asyncio.Lock()
+        self._lock = _ReloadingLock(self)
         self._watchers: dict[str, set[asyncio.Queue[LiveJob]]] = defaultdict(set)
         # set when an executor's assignments change (wakes its long-polling heartbeat)
         self._wakeups: dict[str, asyncio.Event] = {}
@@ -197,6 +229,7 @@ class SchedulerEngine:
             state.configs,
             next_seq=state.next_seq,
             now=self.time.now(),
+            caps=state.caps,
         )
         await self._commit(changes)
         log.info(
@@ -239,6 +272,8 @@ class SchedulerEngine:
                     features=dict(request.features),
                     command=request.command,
                     idempotency_key=key,
+                    share=request.share,
+                    share_weight=request.share_weight,
                 )
                 changes = self._apply(lambda: self.core.submit(spec, self.time.now()))
             except InvalidJobError as exc:
@@ -365,16 +400,28 @@ class SchedulerEngine:
                 "ignored invalid WFQ configuration", policy_id=event.policy_id, error=str(exc)
             )
             return
+        cap = event.wfq.max_job_gpus
+        if cap < 0:
+            log.warning(
+                "ignored invalid WFQ configuration", policy_id=event.policy_id,
+                error=f"max_job_gpus must be >= 0 (0 = no cap), got {cap}",
+            )  # fmt: skip
+            return
         pool = event.scheduler_pool or None
         async with self._lock:
             if await self._already_handled(envelope.event_id):
                 return
-            changes = self.core.set_config(pool, config, self.time.now())
+            changes = self.core.set_config(pool, config, self.time.now(), max_job_gpus=cap)
             policy_ids = dict.fromkeys(changes.configs, event.policy_id)
             await self._commit(
                 changes, policy_ids=policy_ids, claim=(POLICY_CONSUMER, envelope.event_id)
             )
-        log.info("WFQ configuration applied", policy_id=event.policy_id, pool=pool or "*")
+        log.info(
+            "WFQ configuration applied",
+            policy_id=event.policy_id,
+            pool=pool or "*",
+            max_job_gpus=cap or None,
+        )
 
     # ------------------------------------------------------------------ internals
     def _apply(self, command: Callable[[], T]) -> T:
@@ -408,9 +455,13 @@ class SchedulerEngine:
             await self.repository.save(changes, policy_ids=policy_ids, claim=claim)
         except (SQLAlchemyError, OSError, LLMProxyError) as exc:
             log.error("persisting scheduler changes failed; reloading", error=str(exc))
+            # until the reload succeeds no command may run on the half-applied core
+            self._lock.stale = True
             with contextlib.suppress(Exception):
                 await self._restore()
+                self._lock.stale = False
             raise UnavailableError(f"the scheduler's database failed: {exc}") from exc
+        record_changes(self.core, changes)
         for transition in changes.transitions:
             event = events_pb2.JobEvent(
                 meta=new_event_meta(self._source, now=self.time.to_wall(self.time.now())),

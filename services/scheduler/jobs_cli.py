@@ -3,6 +3,11 @@
 
 The scheduler is ``--scheduler HOST:PORT``, else ``$LLMPROXY_SCHEDULER_ADDR``, else
 ``127.0.0.1:50054``.
+
+Jobs have owners: ``submit`` gives a job ``--owner``, else ``$USER``; ``get``, ``cancel`` and
+``watch`` look a job up among that same owner's (``--owner``, else ``$USER``), so another
+owner's job answers like an unknown id and a mistyped id cannot cancel someone else's job.
+``--any-owner`` skips the check (an operator's view). This scopes; it does not authenticate.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ def _address(args: argparse.Namespace) -> str:
 def _call(
     args: argparse.Namespace,
     work: Callable[[scheduler_pb2_grpc.SchedulerStub], Awaitable[None]],
+    *,
+    not_found_hint: str = "",
 ) -> int:
     address = _address(args)
 
@@ -54,10 +61,10 @@ def _call(
     try:
         asyncio.run(main())
     except grpc.aio.AioRpcError as exc:
-        print(
-            f"llmproxy: {error_from_rpc(exc, peer=f'the scheduler at {address}').message}",
-            file=sys.stderr,
-        )
+        message = error_from_rpc(exc, peer=f"the scheduler at {address}").message
+        if exc.code() == grpc.StatusCode.NOT_FOUND:
+            message += not_found_hint
+        print(f"llmproxy: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -102,7 +109,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     request = scheduler_pb2.SubmitJobRequest(
         kind=scheduler_pb2.JOB_KIND_GPU,
         pool=args.pool,
-        owner=args.owner or os.environ.get("USER", ""),
+        owner=args.owner or _default_owner(),
         gpu_demand=args.gpus,
         size_seconds=args.size,
         features=features,
@@ -133,28 +140,53 @@ def cmd_list(args: argparse.Namespace) -> int:
     return _call(args, work)
 
 
+def _default_owner() -> str:
+    """The owner ``jobs submit`` gives a job when ``--owner`` is not set: the login name."""
+    return os.environ.get("USER", "")
+
+
+def _ref_owner(args: argparse.Namespace) -> str:
+    """The owner ``get``/``cancel``/``watch`` name in their :class:`JobRef`: ``--owner``,
+    else the one ``submit`` uses by default; ``--any-owner``: none (no owner check)."""
+    if args.any_owner:
+        return ""
+    return str(args.owner or _default_owner())
+
+
+def _ref(args: argparse.Namespace) -> scheduler_pb2.JobRef:
+    return scheduler_pb2.JobRef(job_id=args.job_id, owner=_ref_owner(args))
+
+
+def _not_found_hint(args: argparse.Namespace) -> str:
+    owner = _ref_owner(args)
+    if not owner:
+        return ""
+    return (
+        f" among owner {owner!r}'s jobs (a job submitted with another --owner needs that "
+        "--owner, or --any-owner)"
+    )
+
+
 def cmd_get(args: argparse.Namespace) -> int:
     async def work(stub: scheduler_pb2_grpc.SchedulerStub) -> None:
-        _print(await stub.GetJob(scheduler_pb2.JobRef(job_id=args.job_id), timeout=10), args.json)
+        _print(await stub.GetJob(_ref(args), timeout=10), args.json)
 
-    return _call(args, work)
+    return _call(args, work, not_found_hint=_not_found_hint(args))
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     async def work(stub: scheduler_pb2_grpc.SchedulerStub) -> None:
-        _print(
-            await stub.CancelJob(scheduler_pb2.JobRef(job_id=args.job_id), timeout=10), args.json
-        )
+        _print(await stub.CancelJob(_ref(args), timeout=10), args.json)
 
-    return _call(args, work)
+    return _call(args, work, not_found_hint=_not_found_hint(args))
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
     async def work(stub: scheduler_pb2_grpc.SchedulerStub) -> None:
-        async for job in stub.WatchJob(scheduler_pb2.JobRef(job_id=args.job_id)):
+        async for job in stub.WatchJob(_ref(args)):
             _print(job, args.json)
 
-    return _call(args, work)
+    return _call(args, work, not_found_hint=_not_found_hint(args))
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
@@ -273,7 +305,7 @@ def add_jobs_commands(sub: Any) -> None:
     )
     submit.add_argument("--model", help="model name (a feature for size estimation)")
     submit.add_argument("--user", help="user (a feature for size estimation)")
-    submit.add_argument("--owner")
+    submit.add_argument("--owner", help="the job's owner (default: $USER)")
     submit.add_argument("--idempotency-key")
     submit.add_argument("--json", action="store_true")
     submit.add_argument("command", nargs="?", default="", help="shell command to run")
@@ -296,6 +328,15 @@ def add_jobs_commands(sub: Any) -> None:
         parser = actions.add_parser(name, help=text)
         common(parser)
         parser.add_argument("job_id")
+        mine = parser.add_mutually_exclusive_group()
+        mine.add_argument(
+            "--owner",
+            help="only a job of this owner (default: $USER, as submit); another owner's job "
+            "answers like an unknown id and is left untouched",
+        )
+        mine.add_argument(
+            "--any-owner", action="store_true", help="any owner's job (no owner check)"
+        )
         parser.add_argument("--json", action="store_true")
         parser.set_defaults(func=func)
 

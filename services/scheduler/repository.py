@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -42,6 +42,29 @@ _JOB_COLUMNS = [c.name for c in SchedulerJob.__table__.columns]
 _EXECUTOR_COLUMNS = [c.name for c in SchedulerExecutor.__table__.columns]
 #: rows per upsert statement
 _UPSERT_CHUNK = 500
+#: a job's fair-sharing flow and weight ride in its features' JSON under these keys (no
+#: schema change); they are taken out again when the row is read
+_SHARE_KEY = "__share"
+_SHARE_WEIGHT_KEY = "__share_weight"
+#: likewise the demand a job asked for when the pool's GPU cap clipped it, and in a pool's
+#: configuration JSON its per-job GPU cap
+_REQUESTED_DEMAND_KEY = "__requested_demand"
+_CAP_KEY = "max_job_gpus"
+
+
+#: upsert statements by (dialect, table, key, columns); see SchedulerRepository._upsert
+_UPSERTS: dict[tuple[str, str, str, tuple[str, ...]], Any] = {}
+_PREDICTION_INSERT = insert(SchedulerPrediction.__table__)
+
+
+def _features_with_share(job: LiveJob) -> dict[str, Any]:
+    features: dict[str, Any] = dict(job.features)
+    if job.share:
+        features[_SHARE_KEY] = job.share
+        features[_SHARE_WEIGHT_KEY] = job.share_weight
+    if job.requested_demand:
+        features[_REQUESTED_DEMAND_KEY] = job.requested_demand
+    return features
 
 
 class StoredState:
@@ -53,11 +76,14 @@ class StoredState:
         executors: list[Executor],
         configs: dict[str, WfqConfig],
         next_seq: int,
+        caps: dict[str, int] | None = None,
     ) -> None:
         self.jobs = jobs
         self.executors = executors
         self.configs = configs
         self.next_seq = next_seq
+        #: per-job GPU cap of each pool with a stored configuration (0 = none)
+        self.caps = caps or {}
 
 
 class SchedulerRepository:
@@ -84,6 +110,7 @@ class SchedulerRepository:
             executors=[self._executor(row) for row in executors],
             configs={row.pool: WfqConfig.from_mapping(json.loads(row.config)) for row in configs},
             next_seq=(top or 0) + 1,
+            caps={row.pool: int(json.loads(row.config).get(_CAP_KEY) or 0) for row in configs},
         )
 
     async def get(self, job_id: str) -> LiveJob | None:
@@ -148,7 +175,8 @@ class SchedulerRepository:
                 if t.kind is EventKind.ESTIMATED and t.job.prediction is not None
             ]
             if revisions:
-                session.add_all(revisions)
+                connection = await session.connection()
+                await connection.execute(_PREDICTION_INSERT, revisions)
             if changes.executors:
                 await self._upsert(
                     session,
@@ -163,7 +191,9 @@ class SchedulerRepository:
                     [
                         {
                             "pool": pool,
-                            "config": json.dumps(config.to_mapping()),
+                            "config": json.dumps(
+                                {**config.to_mapping(), _CAP_KEY: changes.caps.get(pool, 0)}
+                            ),
                             "policy_id": (policy_ids or {}).get(pool, ""),
                             "updated_at": now,
                         }
@@ -175,16 +205,24 @@ class SchedulerRepository:
     async def _upsert(
         self, session: AsyncSession, model: Any, rows: list[dict[str, Any]], key: str
     ) -> None:
+        """Insert or update ``rows`` by ``key``: one statement per table, built once and
+        executed with the rows as parameters (its compiled form is cached, where building it
+        with the rows inlined compiled it afresh on every write)."""
         dialect = session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        columns = [c for c in rows[0] if c != key]
-        # both backends cap the bind parameters of one statement (about 32k)
-        for first in range(0, len(rows), _UPSERT_CHUNK):
-            statement = insert(model).values(rows[first : first + _UPSERT_CHUNK])
+        columns = tuple(rows[0])
+        cache_key = (dialect, model.__tablename__, key, columns)
+        statement = _UPSERTS.get(cache_key)
+        if statement is None:
+            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+            statement = insert(model.__table__)
             statement = statement.on_conflict_do_update(
-                index_elements=[key], set_={c: statement.excluded[c] for c in columns}
+                index_elements=[key],
+                set_={c: statement.excluded[c] for c in columns if c != key},
             )
-            await session.execute(statement)
+            _UPSERTS[cache_key] = statement
+        connection = await session.connection()
+        for first in range(0, len(rows), _UPSERT_CHUNK):
+            await connection.execute(statement, rows[first : first + _UPSERT_CHUNK])
 
     # ------------------------------------------------------------------ mapping
     def _wall(self, core: float | None) -> datetime | None:
@@ -207,7 +245,7 @@ class SchedulerRepository:
             "size": job.size,
             "size_uncertainty": job.size_uncertainty,
             "size_estimated": job.size_estimated,
-            "features": json.dumps(dict(job.features), sort_keys=True),
+            "features": json.dumps(_features_with_share(job), sort_keys=True),
             "command": job.command,
             "idempotency_key": job.idempotency_key or None,
             "class_index": job.class_index,
@@ -250,6 +288,10 @@ class SchedulerRepository:
                 self._time.to_core(row.first_predicted_at),
                 "submitted",
             )
+        features = json.loads(row.features)
+        share = features.pop(_SHARE_KEY, "")
+        share_weight = float(features.pop(_SHARE_WEIGHT_KEY, 0.0))
+        requested_demand = int(features.pop(_REQUESTED_DEMAND_KEY, 0))
         return LiveJob(
             job_id=row.id,
             seq=row.seq,
@@ -265,7 +307,10 @@ class SchedulerRepository:
             owner=row.owner,
             size_uncertainty=row.size_uncertainty,
             size_estimated=row.size_estimated,
-            features=json.loads(row.features),
+            features=features,
+            share=share,
+            share_weight=share_weight,
+            requested_demand=requested_demand,
             command=row.command,
             idempotency_key=row.idempotency_key or "",
             started_at=self._core(row.started_at),
@@ -281,16 +326,16 @@ class SchedulerRepository:
             first_prediction=first,
         )
 
-    def _prediction_row(self, job: LiveJob) -> SchedulerPrediction:
+    def _prediction_row(self, job: LiveJob) -> dict[str, Any]:
         prediction = job.prediction
         assert prediction is not None
-        return SchedulerPrediction(
-            job_id=job.job_id,
-            made_at=self._time.to_wall(prediction.made_at),
-            predicted_start=self._wall(prediction.start),
-            predicted_completion=self._wall(prediction.completion),
-            reason=prediction.reason,
-        )
+        return {
+            "job_id": job.job_id,
+            "made_at": self._time.to_wall(prediction.made_at),
+            "predicted_start": self._wall(prediction.start),
+            "predicted_completion": self._wall(prediction.completion),
+            "reason": prediction.reason,
+        }
 
     def _executor_row(self, executor: Executor) -> dict[str, Any]:
         row = {

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import grpc
 from google.protobuf.duration_pb2 import Duration
 
-from llmproxy.platform.errors import InvalidArgumentError
+from llmproxy.platform.errors import InvalidArgumentError, NotFoundError
 from llmproxy.scheduler.convert import (
     KINDS_FROM_PROTO,
     STATES_FROM_PROTO,
@@ -30,6 +30,17 @@ def _job_id(ref: scheduler_pb2.JobRef) -> str:
     if not ref.job_id:
         raise InvalidArgumentError("job_id is required", field="job_id")
     return ref.job_id
+
+
+async def _owned_job_id(engine: SchedulerEngine, ref: scheduler_pb2.JobRef) -> str:
+    """The job id, after checking that a ref naming an owner names that owner's job.
+
+    Another owner's job gets the very answer of an unknown id, so ids cannot be probed.
+    """
+    job_id = _job_id(ref)
+    if ref.owner and (await engine.get(job_id)).owner != ref.owner:
+        raise NotFoundError(f"unknown job {job_id!r}")
+    return job_id
 
 
 class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
@@ -59,6 +70,17 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
                 f"size_seconds must be > 0 (or 0 to estimate it), got {request.size_seconds}",
                 field="size_seconds",
             )
+        reserved = [k for k in request.features.extra if k.startswith("__")]
+        if reserved:
+            raise InvalidArgumentError(
+                f"feature names starting with '__' are reserved, got {sorted(reserved)}",
+                field="features",
+            )
+        if request.share_weight < 0 or request.share_weight != request.share_weight:
+            raise InvalidArgumentError(
+                f"share_weight must be > 0 (or 0 for 1), got {request.share_weight}",
+                field="share_weight",
+            )
         job = await self._engine.submit(
             SubmitRequest(
                 pool=request.pool,
@@ -69,6 +91,9 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
                 features=features_from_proto(request.features),
                 command=request.command,
                 idempotency_key=request.idempotency_key,
+                share=request.share,
+                # a share without a weight gets the default weight, 1
+                share_weight=request.share_weight or (1.0 if request.share else 0.0),
             )
         )
         return scheduler_pb2.SubmitJobReply(job=job_to_proto(job, self._time))
@@ -77,7 +102,8 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
         self, request: scheduler_pb2.JobRef, context: grpc.aio.ServicerContext
     ) -> scheduler_pb2.Job:
         self._engine.serving()
-        return job_to_proto(await self._engine.get(_job_id(request)), self._time)
+        job_id = await _owned_job_id(self._engine, request)
+        return job_to_proto(await self._engine.get(job_id), self._time)
 
     async def ListJobs(
         self, request: scheduler_pb2.ListJobsRequest, context: grpc.aio.ServicerContext
@@ -100,13 +126,14 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
         self, request: scheduler_pb2.JobRef, context: grpc.aio.ServicerContext
     ) -> scheduler_pb2.Job:
         self._engine.serving()
-        return job_to_proto(await self._engine.cancel(_job_id(request)), self._time)
+        job_id = await _owned_job_id(self._engine, request)
+        return job_to_proto(await self._engine.cancel(job_id), self._time)
 
     async def WatchJob(
         self, request: scheduler_pb2.JobRef, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[scheduler_pb2.Job]:
         self._engine.serving()
-        async for job in self._engine.watch(_job_id(request)):
+        async for job in self._engine.watch(await _owned_job_id(self._engine, request)):
             yield job_to_proto(job, self._time)
 
     async def GetClusterState(

@@ -67,7 +67,7 @@ class JobPrediction(_message.Message):
     def __init__(self, predicted_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., predicted_completion: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., made_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("job_id", "kind", "state", "pool", "owner", "gpu_demand", "size_seconds", "size_uncertainty", "size_estimated", "attained_seconds", "features", "class_index", "submitted_at", "started_at", "completed_at", "prediction", "first_prediction", "allocated_to", "allocated_gpus", "command", "error", "actual_size_seconds", "restarts")
+    __slots__ = ("job_id", "kind", "state", "pool", "owner", "gpu_demand", "size_seconds", "size_uncertainty", "size_estimated", "attained_seconds", "features", "class_index", "submitted_at", "started_at", "completed_at", "prediction", "first_prediction", "allocated_to", "allocated_gpus", "command", "error", "actual_size_seconds", "restarts", "share", "share_weight")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -91,6 +91,8 @@ class Job(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     ACTUAL_SIZE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    SHARE_FIELD_NUMBER: _ClassVar[int]
+    SHARE_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     kind: JobKind
     state: JobState
@@ -114,10 +116,12 @@ class Job(_message.Message):
     error: str
     actual_size_seconds: float
     restarts: int
-    def __init__(self, job_id: _Optional[str] = ..., kind: _Optional[_Union[JobKind, str]] = ..., state: _Optional[_Union[JobState, str]] = ..., pool: _Optional[str] = ..., owner: _Optional[str] = ..., gpu_demand: _Optional[int] = ..., size_seconds: _Optional[float] = ..., size_uncertainty: _Optional[float] = ..., size_estimated: _Optional[bool] = ..., attained_seconds: _Optional[float] = ..., features: _Optional[_Union[JobFeatures, _Mapping]] = ..., class_index: _Optional[int] = ..., submitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., prediction: _Optional[_Union[JobPrediction, _Mapping]] = ..., first_prediction: _Optional[_Union[JobPrediction, _Mapping]] = ..., allocated_to: _Optional[_Iterable[str]] = ..., allocated_gpus: _Optional[float] = ..., command: _Optional[str] = ..., error: _Optional[str] = ..., actual_size_seconds: _Optional[float] = ..., restarts: _Optional[int] = ...) -> None: ...
+    share: str
+    share_weight: float
+    def __init__(self, job_id: _Optional[str] = ..., kind: _Optional[_Union[JobKind, str]] = ..., state: _Optional[_Union[JobState, str]] = ..., pool: _Optional[str] = ..., owner: _Optional[str] = ..., gpu_demand: _Optional[int] = ..., size_seconds: _Optional[float] = ..., size_uncertainty: _Optional[float] = ..., size_estimated: _Optional[bool] = ..., attained_seconds: _Optional[float] = ..., features: _Optional[_Union[JobFeatures, _Mapping]] = ..., class_index: _Optional[int] = ..., submitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., prediction: _Optional[_Union[JobPrediction, _Mapping]] = ..., first_prediction: _Optional[_Union[JobPrediction, _Mapping]] = ..., allocated_to: _Optional[_Iterable[str]] = ..., allocated_gpus: _Optional[float] = ..., command: _Optional[str] = ..., error: _Optional[str] = ..., actual_size_seconds: _Optional[float] = ..., restarts: _Optional[int] = ..., share: _Optional[str] = ..., share_weight: _Optional[float] = ...) -> None: ...
 
 class SubmitJobRequest(_message.Message):
-    __slots__ = ("kind", "pool", "owner", "gpu_demand", "size_seconds", "features", "class_hint", "command", "idempotency_key")
+    __slots__ = ("kind", "pool", "owner", "gpu_demand", "size_seconds", "features", "class_hint", "command", "idempotency_key", "share", "share_weight")
     KIND_FIELD_NUMBER: _ClassVar[int]
     POOL_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
@@ -127,6 +131,8 @@ class SubmitJobRequest(_message.Message):
     CLASS_HINT_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    SHARE_FIELD_NUMBER: _ClassVar[int]
+    SHARE_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     kind: JobKind
     pool: str
     owner: str
@@ -136,7 +142,9 @@ class SubmitJobRequest(_message.Message):
     class_hint: str
     command: str
     idempotency_key: str
-    def __init__(self, kind: _Optional[_Union[JobKind, str]] = ..., pool: _Optional[str] = ..., owner: _Optional[str] = ..., gpu_demand: _Optional[int] = ..., size_seconds: _Optional[float] = ..., features: _Optional[_Union[JobFeatures, _Mapping]] = ..., class_hint: _Optional[str] = ..., command: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    share: str
+    share_weight: float
+    def __init__(self, kind: _Optional[_Union[JobKind, str]] = ..., pool: _Optional[str] = ..., owner: _Optional[str] = ..., gpu_demand: _Optional[int] = ..., size_seconds: _Optional[float] = ..., features: _Optional[_Union[JobFeatures, _Mapping]] = ..., class_hint: _Optional[str] = ..., command: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., share: _Optional[str] = ..., share_weight: _Optional[float] = ...) -> None: ...
 
 class SubmitJobReply(_message.Message):
     __slots__ = ("job",)
@@ -145,10 +153,12 @@ class SubmitJobReply(_message.Message):
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
 
 class JobRef(_message.Message):
-    __slots__ = ("job_id",)
+    __slots__ = ("job_id", "owner")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
     job_id: str
-    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+    owner: str
+    def __init__(self, job_id: _Optional[str] = ..., owner: _Optional[str] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
     __slots__ = ("pool", "states", "owner", "limit")

@@ -39,3 +39,30 @@ def test_live_eta_smoke_measures_all_three_runs_and_the_submit_latency(tmp_path:
     assert errors["live_service"]["all"]["jobs"] == result["jobs"] == 25
     assert result["submit_latency"][0]["p99_ms"] > 0
     assert "live service" in proc.stdout
+
+
+def test_llm_queue_smoke_reports_eta_error_and_each_tenants_share(tmp_path: Path) -> None:
+    out = tmp_path / "llm.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "scheduler" / "llm_queue.py"),
+            "--smoke",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["eta_error"]["requests"] == 36  # every request answered
+    assert result["eta_error"]["p95_percent"] >= result["eta_error"]["p50_percent"] >= 0
+    tenants = result["fair_share"]["tenants"]
+    assert set(tenants) == {"acme", "globex", "initech"}
+    assert sum(t["share"] for t in tenants.values()) == pytest.approx(1.0)
+    # the heavier tenant got more service than each of the others while all waited
+    assert tenants["initech"]["share"] > max(tenants["acme"]["share"], tenants["globex"]["share"])
+    assert "ETA error" in proc.stdout

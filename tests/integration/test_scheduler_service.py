@@ -179,6 +179,23 @@ async def test_bad_input_is_refused_naming_the_problem_and_changes_nothing(
                         grpc.StatusCode.INVALID_ARGUMENT,
                         "size_seconds",
                     ),
+                    (
+                        submit_request("true", share="tenant:a", share_weight=-1),
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        "share_weight",
+                    ),
+                    (
+                        submit_request("true", share_weight=2),
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        "a weight needs a share",
+                    ),
+                    (
+                        submit_request(
+                            "true", features=scheduler_pb2.JobFeatures(extra={"__share": "x"})
+                        ),
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        "reserved",
+                    ),
                 ]
                 for request, code, words in cases:
                     with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -365,6 +382,64 @@ async def test_a_wfq_configuration_published_on_the_bus_is_applied_live(
         service.kill()
 
 
+async def test_a_per_job_gpu_cap_published_by_the_optimizer_clips_demands_and_survives_restarts(
+    nats_url: str, sqlite_db_url: str, tmp_path: Path
+) -> None:
+    service = scheduler_process(nats_url, sqlite_db_url, tmp_path).start()
+    bus = await JetStreamBus.connect(nats_url, name="test-optimizer")
+
+    def policy(policy_id: str, cap: int) -> events_pb2.PolicyUpdated:
+        return events_pb2.PolicyUpdated(
+            meta=new_event_meta("test"),
+            policy_id=policy_id,
+            scheduler_pool="default",
+            wfq=events_pb2.WfqConfig(
+                classes=[events_pb2.WfqClass(size_boundary_seconds=math.inf, weight=1.0)],
+                max_job_gpus=cap,
+            ),
+        )
+
+    try:
+        async with grpc.aio.insecure_channel(service.address) as channel:
+            stub = Stub(channel)
+            async with running_agent(service.address, tmp_path / "jobs", slots=4):
+                await wait_for_executor(stub, "local")
+                first = (await stub.SubmitJob(submit_request("sleep 30", 120, gpu_demand=4))).job
+                waiting = (await stub.SubmitJob(submit_request("sleep 30", 400, gpu_demand=4))).job
+                assert waiting.gpu_demand == 4
+
+                await publish_event(bus, POLICY_UPDATED, policy("bad-cap", -1))  # ignored
+                await publish_event(bus, POLICY_UPDATED, policy("capped", 2))
+                revised = await wait_for(stub, waiting.job_id, lambda j: j.gpu_demand == 2)
+                assert revised.prediction.reason == "configuration changed"
+                # the same work on half the GPUs: it runs twice as long as first predicted
+                old = waiting.prediction
+                new = revised.prediction
+                old_run = old.predicted_completion.ToSeconds() - old.predicted_start.ToSeconds()
+                new_run = new.predicted_completion.ToSeconds() - new.predicted_start.ToSeconds()
+                assert new_run == pytest.approx(2 * old_run, abs=1.5)
+                running = await stub.GetJob(scheduler_pb2.JobRef(job_id=first.job_id))
+                assert running.gpu_demand == 4  # a running job keeps its GPUs
+                later = (await stub.SubmitJob(submit_request("sleep 30", 40, gpu_demand=4))).job
+                assert later.gpu_demand == 2
+
+                service.kill()
+                service.start()
+                again = (
+                    await stub.SubmitJob(
+                        submit_request("sleep 30", 40, gpu_demand=3),
+                        wait_for_ready=True,
+                        timeout=20,
+                    )
+                ).job
+                assert again.gpu_demand == 2  # the cap came back with the configuration
+                for job in (first, waiting, later, again):
+                    await stub.CancelJob(scheduler_pb2.JobRef(job_id=job.job_id))
+    finally:
+        await bus.close()
+        service.kill()
+
+
 async def test_the_gateway_hook_queues_llm_requests_on_a_backends_slots_with_etas(
     nats_url: str, sqlite_db_url: str, tmp_path: Path
 ) -> None:
@@ -398,6 +473,9 @@ async def test_the_gateway_hook_queues_llm_requests_on_a_backends_slots_with_eta
                 )
                 assert done.kind == scheduler_pb2.JOB_KIND_LLM_REQUEST
                 assert done.owner == "acme"
+                # read back from the database: the tenant's share and weight were stored
+                assert (done.share, done.share_weight) == ("tenant:acme", 1.0)
+                assert dict(done.features.extra) == {}
                 failed = await wait_for(
                     stub, third.job_id, is_state(scheduler_pb2.JOB_STATE_FAILED)
                 )
@@ -408,3 +486,56 @@ async def test_the_gateway_hook_queues_llm_requests_on_a_backends_slots_with_eta
                 assert state.capacity == 2
     finally:
         service.kill()
+
+
+async def test_the_repository_writes_and_reads_back_the_queue_on_both_databases(
+    db_url: str,
+) -> None:
+    """Upserts (one cached statement per table, rows as parameters), the prediction history
+    and fair shares round-trip on SQLite and PostgreSQL alike."""
+    from sqlalchemy import func, select
+
+    from llmproxy.platform.db import create_engine, session_factory
+    from llmproxy.platform.db.models import SchedulerPrediction
+    from llmproxy.scheduler.live import JobState, LiveScheduler, Progress, SubmitSpec
+    from llmproxy.scheduler.repository import SchedulerRepository
+    from llmproxy.scheduler.timebase import TimeBase
+
+    engine = create_engine(db_url)
+    try:
+        sessions = session_factory(engine)
+        time_base = TimeBase()
+        repository = SchedulerRepository(sessions, time_base)
+        core = LiveScheduler(executor_timeout=60.0)
+        now = time_base.now()
+        await repository.save(core.register_executor("e", "p", 1, "simulated", now))
+        for i in range(600):  # more rows than one upsert chunk
+            spec = SubmitSpec(
+                job_id=f"j{i}", pool="p", demand=1, size=2.0, owner="acme",
+                share="tenant:acme" if i % 2 else "", share_weight=2.0 if i % 2 else 0.0,
+                features={"model_name": "m"},
+            )  # fmt: skip
+            await repository.save(core.submit(spec, now))
+        changes, _ = core.heartbeat("e", [Progress("j0", 2.0, finished=True)], now + 2.0)
+        await repository.save(changes)
+
+        state = await repository.load()
+        loaded = {j.job_id: j for j in state.jobs}
+        assert set(loaded) == {j.job_id for j in core.active_jobs()}
+        for job in core.active_jobs():
+            back = loaded[job.job_id]
+            assert (back.share, back.share_weight, back.features) == (
+                job.share,
+                job.share_weight,
+                {"model_name": "m"},
+            )
+            assert back.state == job.state and back.seq == job.seq
+            assert back.prediction is not None and job.prediction is not None
+            assert abs(back.prediction.completion - job.prediction.completion) < 1e-3
+        done = await repository.get("j0")
+        assert done is not None and done.state is JobState.COMPLETED
+        async with sessions() as session:
+            revisions = await session.scalar(select(func.count()).select_from(SchedulerPrediction))
+        assert revisions >= 600  # one per submission at least, plus the revisions
+    finally:
+        await engine.dispose()

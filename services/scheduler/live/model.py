@@ -35,6 +35,10 @@ __all__ = [
 ]
 
 
+#: largest weight a share may have (weights are relative; this only catches mistakes)
+MAX_SHARE_WEIGHT = 1e6
+
+
 class LiveError(Exception):
     """Root of the errors the live scheduler core raises."""
 
@@ -125,6 +129,10 @@ class SubmitSpec:
     features: Mapping[str, str] = field(default_factory=dict)
     command: str = ""
     idempotency_key: str = ""
+    #: fair-sharing flow (e.g. ``tenant:acme``): jobs of a pool with the same share are one
+    #: WFQ flow of weight ``share_weight``, instead of their size class's flow
+    share: str = ""
+    share_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.job_id:
@@ -139,6 +147,16 @@ class SubmitSpec:
             raise InvalidJobError(
                 "size_uncertainty", f"must be finite and >= 0, got {self.size_uncertainty!r}"
             )
+        if self.share and not (
+            math.isfinite(self.share_weight) and 0 < self.share_weight <= MAX_SHARE_WEIGHT
+        ):
+            raise InvalidJobError(
+                "share_weight",
+                f"must be > 0 and at most {MAX_SHARE_WEIGHT:g} when a share is given, "
+                f"got {self.share_weight!r}",
+            )
+        if not self.share and self.share_weight:
+            raise InvalidJobError("share_weight", "a weight needs a share to apply to")
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +199,11 @@ class LiveJob:
     error: str = ""
     prediction: Prediction | None = None
     first_prediction: Prediction | None = None
+    #: fair-sharing flow and its weight (see :class:`SubmitSpec`); "" = the size class
+    share: str = ""
+    share_weight: float = 0.0
+    #: the demand asked for when the pool's per-job GPU cap clipped it (0: not clipped)
+    requested_demand: int = 0
 
     @property
     def active(self) -> bool:

@@ -15,11 +15,12 @@ what the forecast predicted. Jobs no live executor could ever hold are skipped.
 from __future__ import annotations
 
 import heapq
+import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["RunningJob", "StartPlanner", "WaitingJob", "forecast"]
+__all__ = ["Forecast", "RunningJob", "StartPlanner", "WaitingJob", "forecast"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,15 @@ class StartPlanner:
             return job, executor
         return None
 
+    @property
+    def largest(self) -> int:
+        """GPUs of the largest live executor."""
+        return self._largest
+
+    def append(self, job: WaitingJob) -> None:
+        """Queue ``job`` last (it must sort after every waiting job)."""
+        self._queue.append(job)
+
     def release(self, executor_id: str, demand: int) -> None:
         """A job left ``executor_id``, freeing ``demand`` GPUs."""
         if executor_id in self.free:
@@ -87,6 +97,60 @@ class StartPlanner:
         """Best fit: the executor with the fewest free GPUs that still hold the job."""
         fits = [(free, name) for name, free in self.free.items() if free >= demand]
         return min(fits)[1] if fits else None
+
+
+class Forecast:
+    """The start rule replayed forward from ``now`` with the believed sizes, no further arrivals
+    and the executors as they are; :func:`forecast` runs it once. It can be resumed: a job
+    that sorts after every waiting job it has placed is placed by :meth:`extend` exactly as a
+    fresh replay with that job would place it (jobs ahead of a job never depend on it)."""
+
+    def __init__(
+        self,
+        now: float,
+        executors: Mapping[str, int],
+        running: Sequence[RunningJob],
+        waiting: Sequence[WaitingJob],
+    ) -> None:
+        self.planner = StartPlanner(executors, waiting, running)
+        self.result: dict[str, tuple[float | None, float | None]] = {
+            job.job_id: (None, job.finish) for job in running
+        }
+        self.heap = [(job.finish, i, job.executor_id, job.demand) for i, job in enumerate(running)]
+        heapq.heapify(self.heap)
+        #: earliest believed finish of a running job (+inf when none runs)
+        self.first_finish = self.heap[0][0] if self.heap else math.inf
+        self.counter = len(self.heap)
+        self.t = now
+
+    @property
+    def complete(self) -> bool:
+        """Every waiting job was placed (none waits for an executor large enough)."""
+        return self.planner.waiting == 0
+
+    def run(self) -> None:
+        planner, heap = self.planner, self.heap
+        while True:
+            while (started := planner.pop_next()) is not None:
+                job, executor = started
+                finish = self.t + job.remaining / job.demand
+                self.result[job.job_id] = (self.t, finish)
+                heapq.heappush(heap, (finish, self.counter, executor, job.demand))
+                self.counter += 1
+            if planner.waiting == 0 or not heap:
+                break
+            self.t = max(self.t, heap[0][0])
+            while heap and heap[0][0] <= self.t:
+                _, _, executor, demand = heapq.heappop(heap)
+                planner.release(executor, demand)
+
+    def extend(self, job: WaitingJob) -> tuple[float | None, float | None]:
+        """Place ``job``, which sorts after every job placed so far (requires
+        :attr:`complete`); returns its predicted ``(start, completion)``."""
+        assert self.complete
+        self.planner.append(job)
+        self.run()
+        return self.result.get(job.job_id, (None, None))
 
 
 def forecast(
@@ -102,27 +166,9 @@ def forecast(
 
     ``executors`` maps each live executor to its total GPUs.
     """
-    planner = StartPlanner(executors, waiting, running)
-    result: dict[str, tuple[float | None, float | None]] = {
-        job.job_id: (None, job.finish) for job in running
-    }
-    heap = [(job.finish, i, job.executor_id, job.demand) for i, job in enumerate(running)]
-    heapq.heapify(heap)
-    counter = len(heap)
-    t = now
-    while True:
-        while (started := planner.pop_next()) is not None:
-            job, executor = started
-            finish = t + job.remaining / job.demand
-            result[job.job_id] = (t, finish)
-            heapq.heappush(heap, (finish, counter, executor, job.demand))
-            counter += 1
-        if planner.waiting == 0 or not heap:
-            break
-        t = max(t, heap[0][0])
-        while heap and heap[0][0] <= t:
-            _, _, executor, demand = heapq.heappop(heap)
-            planner.release(executor, demand)
+    replay = Forecast(now, executors, running, waiting)
+    replay.run()
+    result = replay.result
     for job in waiting:
         result.setdefault(job.job_id, (None, None))
     return result
