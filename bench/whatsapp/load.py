@@ -94,7 +94,10 @@ async def _make_key(url: str) -> str:
 
 
 class Stack:
-    def __init__(self, workdir: Path, graph_url: str, database_url: str) -> None:
+    def __init__(
+        self, workdir: Path, graph_url: str, database_url: str, *, webhook_thread: bool = False
+    ) -> None:
+        self.webhook_thread = webhook_thread
         self.dir = workdir
         self.graph_url = graph_url
         self.database_url = database_url
@@ -150,6 +153,7 @@ class Stack:
             "LLMPROXY_GATEWAY_API_KEY": key,
             "LLMPROXY_TENANT_ID": "bench",
             "LLMPROXY_MAX_ANSWER_TOKENS": "64",
+            "LLMPROXY_WEBHOOK_OWN_THREAD": "true" if self.webhook_thread else "false",
         }
         for name in SERVICES:
             extra = whatsapp if name == "whatsapp" else {}
@@ -286,6 +290,7 @@ async def load(
 
     await asyncio.gather(*(sender() for _ in range(connections)))
     load_s = time.perf_counter() - t0
+    load_average_end_of_load = [round(x, 2) for x in os.getloadavg()]
     async with httpx.AsyncClient(timeout=30) as client:
         metrics = (await client.get(stack.metrics)).text
     server_p50, observed = histogram_percentile(metrics, "llmproxy_whatsapp_webhook_seconds", 50)
@@ -309,6 +314,7 @@ async def load(
     answer_s = [answers[m][0] - accepted[m] for m in accepted if m in answers]
     return {
         "posts": count,
+        "load_average_end_of_load": load_average_end_of_load,
         "redeliveries": redelivered,
         "load_seconds": round(load_s, 2),
         "achieved_posts_per_s": round(count / load_s, 1) if load_s > 0 else 0,
@@ -342,6 +348,11 @@ def main() -> None:
     parser.add_argument("--postgres", default="", help="an empty PostgreSQL database URL")
     parser.add_argument("--smoke", action="store_true", help="20 posts/s for 3 s")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--webhook-thread",
+        action="store_true",
+        help="serve the webhook on a loop of its own in a thread (LLMPROXY_WEBHOOK_OWN_THREAD)",
+    )
     args = parser.parse_args()
     if args.smoke:
         args.rate, args.seconds, args.drain_timeout = 20.0, 3.0, 120.0
@@ -351,7 +362,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, FakeGraphServer() as graph:
         workdir = Path(tmp)
         database = args.postgres or f"sqlite:///{workdir / 'bench.db'}"
-        stack = Stack(workdir, graph.base_url, database)
+        stack = Stack(workdir, graph.base_url, database, webhook_thread=args.webhook_thread)
         try:
             stack.start()
             result = asyncio.run(
@@ -367,6 +378,7 @@ def main() -> None:
         "machine": f"{os.cpu_count()} cores, {platform.platform()}, Python "
         f"{platform.python_version()}; shared with other work",
         "load_average_before": round(load_before, 2),
+        "webhook": "own thread and loop" if args.webhook_thread else "on the service's loop",
         "database": "postgresql" if args.postgres else "sqlite",
         "rate_per_s": args.rate,
         "seconds": args.seconds,

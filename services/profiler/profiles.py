@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "FeedbackVerdict",
     "Profile",
     "apply_completion",
+    "apply_completions",
     "apply_feedback",
     "percentile",
     "verdict_for",
@@ -141,6 +142,43 @@ def apply_completion(profile: Profile, completion: Completion) -> Profile:
         requests=profile.requests + 1,
         errors=profile.errors + int(completion.error),
         cost_nanousd_total=profile.cost_nanousd_total + max(0, completion.cost_nanousd),
+        ttft=ttft,
+        time_per_output_token=per_token,
+        latency=latency,
+    )
+
+
+def apply_completions(profile: Profile, completions: Iterable[Completion]) -> Profile:
+    """``profile`` with every completion counted: the same as :func:`apply_completion`
+    one by one, but each histogram is copied once per batch rather than once per event."""
+    ttft = dict(profile.ttft)
+    per_token = dict(profile.time_per_output_token)
+    latency = dict(profile.latency)
+    provider = profile.provider
+    requests, errors, cost = profile.requests, profile.errors, profile.cost_nanousd_total
+    for completion in completions:
+        provider = completion.provider or provider
+        requests += 1
+        errors += int(completion.error)
+        cost += max(0, completion.cost_nanousd)
+        if completion.error:
+            continue
+        if completion.latency_s is not None and completion.latency_s > 0:
+            index = bucket_of(completion.latency_s)
+            latency[index] = latency.get(index, 0) + 1
+        if completion.ttft_s is not None and completion.ttft_s > 0:
+            index = bucket_of(completion.ttft_s)
+            ttft[index] = ttft.get(index, 0) + 1
+            generating = (completion.latency_s or 0.0) - completion.ttft_s
+            if completion.output_tokens > 1 and generating > 0:
+                index = bucket_of(generating / (completion.output_tokens - 1))
+                per_token[index] = per_token.get(index, 0) + 1
+    return replace(
+        profile,
+        provider=provider,
+        requests=requests,
+        errors=errors,
+        cost_nanousd_total=cost,
         ttft=ttft,
         time_per_output_token=per_token,
         latency=latency,

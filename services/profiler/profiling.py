@@ -1,22 +1,26 @@
 """Model profiles: the event handlers, the table adapter, ``profile.updated`` and GetProfiles.
 
 ``llm.completed`` adds a request to its model's profile (cache hits are skipped: no model
-ran); ``llm.feedback`` adds a verdict to the profile of the model that answered, under
-the request's task category. Each event is applied exactly once (``claim_event`` in the
-same transaction). Changed profiles are published as ``profile.updated`` at most once per
-``publish_interval`` (every replica of the gateway keeps the latest in memory).
+ran), a batch at a time (:func:`add_completions`, called by ``completions``, which claims
+the batch's event ids in the same transaction); ``llm.feedback`` adds a verdict to the
+profile of the model that answered, under the request's task category, exactly once
+(``claim_event`` in the same transaction). Changed profiles are published as
+``profile.updated`` at most once per ``publish_interval`` (every replica of the gateway
+keeps the latest in memory).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
 import structlog
 from google.protobuf.duration_pb2 import Duration
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from llmproxy.platform.bus.port import Envelope, EventBus
@@ -27,7 +31,7 @@ from llmproxy.platform.events import decode_event, new_event_meta, publish_event
 from llmproxy.profiler.profiles import (
     Completion,
     Profile,
-    apply_completion,
+    apply_completions,
     apply_feedback,
     feedback_from_json,
     feedback_to_json,
@@ -41,9 +45,10 @@ from llmproxy.v1 import common_pb2, events_pb2
 __all__ = [
     "COMPLETIONS_CONSUMER",
     "FEEDBACK_CONSUMER",
-    "CompletionProfiler",
     "FeedbackProfiler",
     "ProfilePublisher",
+    "add_completions",
+    "completion_of",
     "load_profiles",
     "profile_message",
 ]
@@ -207,57 +212,91 @@ class ProfilePublisher:
         await self.flush()
 
 
-class CompletionProfiler:
-    """``llm.completed`` -> the answering model's profile (once per event)."""
+def completion_of(event: events_pb2.LlmCompleted) -> Completion | None:
+    """What ``event`` teaches about its model; None when no model ran (a cache hit)."""
+    model = event.choice.model
+    if not model or event.cache.outcome in _CACHE_HITS:
+        return None
+    return Completion(
+        model=model,
+        provider=event.choice.provider,
+        error=event.error,
+        cost_nanousd=event.cost.cost_nanousd,
+        output_tokens=event.usage.output_tokens,
+        latency_s=event.latency.ToNanoseconds() / 1e9 if event.HasField("latency") else None,
+        ttft_s=(
+            event.time_to_first_token.ToNanoseconds() / 1e9
+            if event.HasField("time_to_first_token")
+            else None
+        ),
+        task_category=event.task_category,
+    )
 
-    def __init__(
-        self,
-        sessions: async_sessionmaker[AsyncSession],
-        publisher: ProfilePublisher | None = None,
-        clock: Clock = _now,
-    ) -> None:
-        self._sessions = sessions
-        self._publisher = publisher
-        self._now = clock
 
-    async def __call__(self, envelope: Envelope) -> None:
-        event = decode_event(envelope, events_pb2.LlmCompleted)
-        model = event.choice.model
-        if not model or event.cache.outcome in _CACHE_HITS:
-            return  # no model ran: nothing to learn about one
-        completion = Completion(
-            model=model,
-            provider=event.choice.provider,
-            error=event.error,
-            cost_nanousd=event.cost.cost_nanousd,
-            output_tokens=event.usage.output_tokens,
-            latency_s=event.latency.ToNanoseconds() / 1e9 if event.HasField("latency") else None,
-            ttft_s=(
-                event.time_to_first_token.ToNanoseconds() / 1e9
-                if event.HasField("time_to_first_token")
-                else None
-            ),
-            task_category=event.task_category,
+async def add_completions(
+    session: AsyncSession,
+    completions: Sequence[tuple[str, Completion]],
+    now: datetime,
+    *,
+    dialect: str,
+) -> set[str]:
+    """Add ``(request_id, completion)`` pairs to their models' profiles, each model's row
+    read and written once; remember each answered request's model (for its feedback).
+    The models changed."""
+    by_model: dict[str, list[Completion]] = defaultdict(list)
+    for _, completion in completions:
+        by_model[completion.model].append(completion)
+    if not by_model:
+        return set()
+    # FOR UPDATE serialises replicas adding to one profile on PostgreSQL (SQLite has one
+    # writer); in name order, so two replicas' batches never wait for each other in a cycle
+    rows = {
+        row.model: row
+        for row in await session.scalars(
+            select(ModelProfileRow)
+            .where(ModelProfileRow.model.in_(sorted(by_model)))
+            .order_by(ModelProfileRow.model)
+            .with_for_update()
         )
-        now = self._now()
-        async with self._sessions.begin() as session:
-            if not await claim_event(
-                session, consumer=COMPLETIONS_CONSUMER, event_id=envelope.event_id, now=now
-            ):
-                return
-            row = await _row_for(session, model, now)
-            _write(row, apply_completion(_from_row(row), completion), now)
-            if event.request_id and not event.error:
-                await session.merge(
-                    ProfiledRequest(
-                        request_id=event.request_id,
-                        model=model,
-                        task_category=event.task_category,
-                        created_at=now,
-                    )
-                )
-        if self._publisher is not None:
-            self._publisher.changed(model)
+    }
+    for model, batch in by_model.items():
+        row = rows.get(model)
+        if row is None:
+            row = ModelProfileRow(model=model)
+            session.add(row)
+            profile = Profile(model=model)
+        else:
+            profile = _from_row(row)
+        _write(row, apply_completions(profile, batch), now)
+    answered = {
+        request_id: completion  # the last answer of a request wins, as merge() did
+        for request_id, completion in completions
+        if request_id and not completion.error
+    }
+    if answered:
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = insert(ProfiledRequest).values(
+            [
+                {
+                    "request_id": request_id,
+                    "model": completion.model,
+                    "task_category": completion.task_category,
+                    "created_at": now,
+                }
+                for request_id, completion in answered.items()
+            ]
+        )
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["request_id"],
+                set_={
+                    "model": statement.excluded.model,
+                    "task_category": statement.excluded.task_category,
+                    "created_at": statement.excluded.created_at,
+                },
+            )
+        )
+    return set(by_model)
 
 
 class FeedbackProfiler:

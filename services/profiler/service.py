@@ -8,18 +8,15 @@ from typing import ClassVar
 
 import grpc
 from pydantic import Field
+from sqlalchemy.engine import make_url
 
-from llmproxy.platform.bus.subjects import LLM_COMPLETED, LLM_FEEDBACK
+from llmproxy.platform.bus.jetstream import JetStreamBus
+from llmproxy.platform.bus.subjects import LLM_FEEDBACK
 from llmproxy.platform.connect import open_database_and_bus
 from llmproxy.platform.settings import Duration, ServiceSettings
-from llmproxy.profiler.profiling import (
-    COMPLETIONS_CONSUMER,
-    FEEDBACK_CONSUMER,
-    CompletionProfiler,
-    FeedbackProfiler,
-    ProfilePublisher,
-)
-from llmproxy.profiler.usage import CONSUMER, ProfilerServicer, UsageRecorder
+from llmproxy.profiler.completions import BATCH_BUS_OPTIONS, CompletionConsumer
+from llmproxy.profiler.profiling import FEEDBACK_CONSUMER, FeedbackProfiler, ProfilePublisher
+from llmproxy.profiler.usage import ProfilerServicer
 from llmproxy.v1 import profiler_pb2, profiler_pb2_grpc
 
 __all__ = ["App", "Settings"]
@@ -32,6 +29,16 @@ class Settings(ServiceSettings):
     profile_publish_interval: Duration = Field(
         timedelta(seconds=5), description="least time between two profile.updated events"
     )
+    completion_consumers: int = Field(
+        2, ge=1, le=64, description="concurrent fetches of llm.completed (each up to 128 events)"
+    )
+    completion_batch_window: Duration = Field(
+        timedelta(milliseconds=5),
+        description="how long the first event of a batch waits for others to join it",
+    )
+    completion_max_batch: int = Field(
+        256, ge=1, le=2000, description="most llm.completed events written in one transaction"
+    )
 
 
 class App:
@@ -43,23 +50,40 @@ class App:
         self._resources = AsyncExitStack()
 
     async def start(self, server: grpc.aio.Server) -> None:
-        sessions, bus = await open_database_and_bus(self._settings, self._resources, name=self.name)
-        subscription = await bus.subscribe(
-            LLM_COMPLETED, UsageRecorder(sessions), consumer=CONSUMER
-        )
-        self._resources.push_async_callback(subscription.stop)
+        settings = self._settings
+        sessions, bus = await open_database_and_bus(settings, self._resources, name=self.name)
         publisher = ProfilePublisher(
-            sessions, bus, interval_s=self._settings.profile_publish_interval.total_seconds()
+            sessions, bus, interval_s=settings.profile_publish_interval.total_seconds()
         )
         publisher.start()
         # stops after the subscriptions below (LIFO), so their last changes are published
         self._resources.push_async_callback(publisher.stop)
-        for subject, handler, consumer in (
-            (LLM_COMPLETED, CompletionProfiler(sessions, publisher), COMPLETIONS_CONSUMER),
-            (LLM_FEEDBACK, FeedbackProfiler(sessions, publisher), FEEDBACK_CONSUMER),
+        dialect = make_url(settings.database_url).get_backend_name()
+        completions = CompletionConsumer(
+            sessions,
+            publisher,
+            dialect=dialect,
+            window_s=settings.completion_batch_window.total_seconds(),
+            max_batch=settings.completion_max_batch,
+        )
+        # a connection of its own, whose fetches bring many events at once
+        batch_bus = await JetStreamBus.connect(
+            settings.nats_url,
+            name=f"{self.name}-batches-{settings.instance_id}",
+            connect_timeout=2.0,
+            retries=settings.connect_retries,
+            backoff=settings.connect_backoff.total_seconds(),
+            options=BATCH_BUS_OPTIONS,
+        )
+        self._resources.push_async_callback(batch_bus.close)
+        for subscription in await completions.subscribe(
+            batch_bus, concurrency=settings.completion_consumers
         ):
-            subscription = await bus.subscribe(subject, handler, consumer=consumer)
             self._resources.push_async_callback(subscription.stop)
+        subscription = await bus.subscribe(
+            LLM_FEEDBACK, FeedbackProfiler(sessions, publisher), consumer=FEEDBACK_CONSUMER
+        )
+        self._resources.push_async_callback(subscription.stop)
         profiler_pb2_grpc.add_ProfilerServicer_to_server(ProfilerServicer(sessions), server)
 
     async def stop(self) -> None:

@@ -2,76 +2,74 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import grpc
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from llmproxy.platform.bus.port import Envelope
-from llmproxy.platform.db.idempotency import claim_event
 from llmproxy.platform.db.models import UsageRecord
 from llmproxy.platform.errors import InvalidArgumentError
-from llmproxy.platform.events import decode_event
 from llmproxy.profiler.profiling import load_profiles
 from llmproxy.v1 import common_pb2, events_pb2, profiler_pb2, profiler_pb2_grpc
 
-__all__ = ["CONSUMER", "ProfilerServicer", "UsageRecorder", "usage_row"]
+__all__ = ["CONSUMER", "ProfilerServicer", "insert_usage", "usage_row", "usage_values"]
 
+#: the usage rows' idempotency records are claimed under this name
 CONSUMER = "profiler-usage"
 MAX_LIST = 1000
+_CACHE_OUTCOMES = {v.number: v.name for v in common_pb2.CacheOutcome.DESCRIPTOR.values}
+_STRATEGIES = {v.number: v.name for v in common_pb2.ContextStrategy.DESCRIPTOR.values}
 
 
-def usage_row(event: events_pb2.LlmCompleted, event_id: str) -> UsageRecord:
-    """The usage row for one completion event (pure mapping)."""
+def usage_values(event: events_pb2.LlmCompleted, event_id: str) -> dict[str, Any]:
+    """The usage row's columns for one completion event (pure mapping)."""
     scope = event.scope
-    return UsageRecord(
-        event_id=event_id,
-        request_id=event.request_id,
-        tenant_id=scope.tenant_id or None,
-        app_id=scope.app_id or None,
-        user_id=scope.user_id or None,
-        conversation_id=scope.conversation_id or None,
-        provider=event.choice.provider,
-        model=event.choice.model,
-        input_tokens=event.usage.input_tokens,
-        cached_input_tokens=event.usage.cached_input_tokens,
-        output_tokens=event.usage.output_tokens,
-        cost_nanousd=event.cost.cost_nanousd,
-        reference_cost_nanousd=event.cost.reference_cost_nanousd,
-        saved_nanousd=event.cost.saved_nanousd,
-        latency_ms=event.latency.ToMilliseconds() if event.HasField("latency") else None,
-        ttft_ms=(
+    return {
+        "id": str(uuid.uuid4()),
+        "event_id": event_id,
+        "request_id": event.request_id,
+        "tenant_id": scope.tenant_id or None,
+        "app_id": scope.app_id or None,
+        "user_id": scope.user_id or None,
+        "conversation_id": scope.conversation_id or None,
+        "provider": event.choice.provider,
+        "model": event.choice.model,
+        "input_tokens": event.usage.input_tokens,
+        "cached_input_tokens": event.usage.cached_input_tokens,
+        "output_tokens": event.usage.output_tokens,
+        "cost_nanousd": event.cost.cost_nanousd,
+        "reference_cost_nanousd": event.cost.reference_cost_nanousd,
+        "saved_nanousd": event.cost.saved_nanousd,
+        "latency_ms": event.latency.ToMilliseconds() if event.HasField("latency") else None,
+        "ttft_ms": (
             event.time_to_first_token.ToMilliseconds()
             if event.HasField("time_to_first_token")
             else None
         ),
-        cache_outcome=common_pb2.CacheOutcome.Name(event.cache.outcome),
-        context_strategy=common_pb2.ContextStrategy.Name(event.context.strategy),
-        tokens_sent=event.context.tokens_sent,
-        tokens_full_history=event.context.tokens_full_history,
-        error=event.error,
-        created_at=event.meta.occurred_at.ToDatetime(UTC),
-    )
+        "cache_outcome": _CACHE_OUTCOMES.get(event.cache.outcome)
+        or common_pb2.CacheOutcome.Name(event.cache.outcome),
+        "context_strategy": _STRATEGIES.get(event.context.strategy)
+        or common_pb2.ContextStrategy.Name(event.context.strategy),
+        "tokens_sent": event.context.tokens_sent,
+        "tokens_full_history": event.context.tokens_full_history,
+        "error": event.error,
+        "created_at": event.meta.occurred_at.ToDatetime(UTC),
+    }
 
 
-class UsageRecorder:
-    """Writes one usage row per completion event, exactly once."""
+def usage_row(event: events_pb2.LlmCompleted, event_id: str) -> UsageRecord:
+    """The usage row for one completion event (pure mapping)."""
+    return UsageRecord(**usage_values(event, event_id))
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._sessions = sessions
 
-    async def __call__(self, envelope: Envelope) -> None:
-        event = decode_event(envelope, events_pb2.LlmCompleted)
-        async with self._sessions.begin() as session:
-            if await claim_event(
-                session,
-                consumer=CONSUMER,
-                event_id=envelope.event_id,
-                now=datetime.now(UTC),
-            ):
-                session.add(usage_row(event, envelope.event_id))
+async def insert_usage(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert usage rows (one statement for all of them)."""
+    if rows:
+        await session.execute(insert(UsageRecord), list(rows))
 
 
 class ProfilerServicer(profiler_pb2_grpc.ProfilerServicer):

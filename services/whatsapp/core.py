@@ -32,6 +32,7 @@ __all__ = [
     "decide",
     "eta_notice",
     "format_usd",
+    "predicted_wait",
     "record_spend",
     "week_start",
     "window_open",
@@ -262,6 +263,31 @@ def record_spend(user: UserState, cost_nanousd: int, now: datetime) -> UserState
     """``user`` after an answer that cost ``cost_nanousd``."""
     user = _roll_day(user, now)
     return replace(user, spend_nanousd=user.spend_nanousd + max(0, cost_nanousd))
+
+
+def predicted_wait(
+    *,
+    quoted: timedelta | None,
+    streamed: timedelta | None,
+    queued: bool = False,
+    cache_hit: bool = False,
+) -> timedelta:
+    """How long the user will wait, from what the gateway said.
+
+    ``quoted``: the gateway's Quote for the model that accepted the question (measured
+    latency from the profiler's profiles once a model has enough requests; its catalog
+    prior before). ``streamed``: the ETA of AskStream's first message (the catalog prior,
+    or — ``queued`` — a capacity-limited backend's queue wait included). A cache hit answers
+    at once. The Quote wins unless the stream's ETA knows of a queue; without a Quote (it
+    failed) the stream's ETA stands.
+    """
+    if cache_hit:
+        return timedelta(0)
+    if queued and streamed is not None:
+        return max(streamed, quoted or timedelta(0))
+    if quoted is not None:
+        return quoted
+    return streamed or timedelta(0)
 
 
 def eta_notice(predicted_wait: timedelta, policy: ChannelPolicy) -> str | None:

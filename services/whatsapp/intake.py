@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 
 from llmproxy.platform.bus.port import Envelope, EventBus, Subscription
 from llmproxy.platform.bus.subjects import WHATSAPP_INBOUND, WHATSAPP_STATUS
-from llmproxy.platform.events import decode_event, new_event_meta, publish_event
-from llmproxy.v1 import whatsapp_pb2
+from llmproxy.platform.events import decode_event, publish_event
+from llmproxy.v1 import events_pb2, whatsapp_pb2
 from llmproxy.whatsapp.inbox import SqlInbox
 from llmproxy.whatsapp.payload import Inbound, Notification, StatusUpdate
 
@@ -33,9 +33,16 @@ STATUS_CONSUMER = "whatsapp-statuses"
 SOURCE = "whatsapp"
 
 
+def _meta(event_id: str, now: datetime) -> events_pb2.EventMeta:
+    # the id is Meta's message id (JetStream's duplicate window drops a redelivery): no
+    # uuid4 of new_event_meta's to make and throw away on the webhook's path
+    meta = events_pb2.EventMeta(event_id=event_id, source=SOURCE)
+    meta.occurred_at.FromDatetime(now)
+    return meta
+
+
 def _inbound_event(message: Inbound, now: datetime) -> whatsapp_pb2.WhatsAppInbound:
-    meta = new_event_meta(SOURCE, now=now)
-    meta.event_id = f"wa-in-{message.message_id}"
+    meta = _meta(f"wa-in-{message.message_id}", now)
     event = whatsapp_pb2.WhatsAppInbound(
         meta=meta,
         message_id=message.message_id,
@@ -48,8 +55,7 @@ def _inbound_event(message: Inbound, now: datetime) -> whatsapp_pb2.WhatsAppInbo
 
 
 def _status_event(status: StatusUpdate, now: datetime) -> whatsapp_pb2.WhatsAppStatusEvent:
-    meta = new_event_meta(SOURCE, now=now)
-    meta.event_id = f"wa-st-{status.message_id}-{status.status}"
+    meta = _meta(f"wa-st-{status.message_id}-{status.status}", now)
     event = whatsapp_pb2.WhatsAppStatusEvent(
         meta=meta, message_id=status.message_id, status=status.status, error=status.error
     )
@@ -60,6 +66,9 @@ def _status_event(status: StatusUpdate, now: datetime) -> whatsapp_pb2.WhatsAppS
 async def publish_notification(bus: EventBus, notification: Notification, now: datetime) -> None:
     """Store every message and status of ``notification`` in JetStream (all at once; the
     same message published again — a redelivery — is stored once within two minutes)."""
+    if len(notification.messages) == 1 and not notification.statuses:  # the usual POST
+        await publish_event(bus, WHATSAPP_INBOUND, _inbound_event(notification.messages[0], now))
+        return
     events = [
         *(
             publish_event(bus, WHATSAPP_INBOUND, _inbound_event(m, now))

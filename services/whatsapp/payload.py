@@ -18,10 +18,11 @@ may serve several numbers and subscribe to several fields.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from llmproxy.platform.errors import InvalidArgumentError
 
@@ -137,8 +138,8 @@ def parse_notification(body: bytes, *, phone_number_id: str = "") -> Notificatio
             names the offending field.
     """
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = orjson.loads(body)  # a third of json.loads' time; rejects invalid UTF-8 too
+    except orjson.JSONDecodeError as exc:
         raise _bad(f"the body is not JSON: {exc}", "body") from None
     root = _object(data, "body")
     if root.get("object") != OBJECT:

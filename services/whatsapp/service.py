@@ -16,16 +16,18 @@ import structlog
 from pydantic import Field, SecretStr
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.applications import Starlette
 
-from llmproxy.platform.connect import connect_bus, connect_database
+from llmproxy.platform.bus.port import EventBus
+from llmproxy.platform.connect import connect_bus, connect_database, service_channel
 from llmproxy.platform.db.engine import redacted_url, session_factory
 from llmproxy.platform.errors import ConfigurationError
-from llmproxy.platform.http_server import HttpServer
 from llmproxy.platform.settings import Duration, ServiceSettings
 from llmproxy.v1 import whatsapp_pb2, whatsapp_pb2_grpc
 from llmproxy.whatsapp.core import ChannelPolicy
 from llmproxy.whatsapp.graph import GraphClient, GraphConfig
 from llmproxy.whatsapp.inbox import SqlInbox
+from llmproxy.whatsapp.ingress import WebhookThread
 from llmproxy.whatsapp.intake import InboxIntake, publish_notification
 from llmproxy.whatsapp.servicer import WhatsAppServicer
 from llmproxy.whatsapp.upstream import GrpcUpstream
@@ -51,6 +53,12 @@ class Settings(ServiceSettings):
     webhook_path: str = Field("/webhook", pattern=r"^/\S*$", description="the webhook's URL path")
     webhook_max_body: int = Field(
         1_000_000, ge=1024, description="largest webhook body in bytes (larger: 413, unread)"
+    )
+    webhook_own_thread: bool = Field(
+        False,
+        description="serve the webhook on an event loop (and NATS connection) of its own in "
+        "a thread, so a POST never waits behind the workers' loop work (but for the GIL); "
+        "off until measured better on a quiet machine: bench/whatsapp/load.py --webhook-thread",
     )
     whatsapp_app_secret: SecretStr | None = Field(
         None, description="the Meta app secret that signs webhook bodies (X-Hub-Signature-256)"
@@ -166,7 +174,7 @@ class App:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._resources = AsyncExitStack()
-        self.webhook: HttpServer | None = None
+        self.webhook: WebhookThread | None = None
 
     async def start(self, server: grpc.aio.Server) -> None:
         settings = self._settings
@@ -196,9 +204,9 @@ class App:
             )
         )
         opened.push_async_callback(graph.close)
-        gateway = grpc.aio.insecure_channel(settings.gateway_addr)
+        gateway = service_channel(settings.gateway_addr)
         opened.push_async_callback(gateway.close)
-        context = grpc.aio.insecure_channel(settings.context_addr)
+        context = service_channel(settings.context_addr)
         opened.push_async_callback(context.close)
         upstream = GrpcUpstream(
             gateway,
@@ -257,20 +265,28 @@ class App:
         )
         for subscription in await intake.subscribe(bus):
             opened.push_async_callback(subscription.stop)
-        self.webhook = HttpServer(
-            build_webhook_app(
-                lambda notification, now: publish_notification(bus, notification, now),
+        app_secret = _secret(settings.whatsapp_app_secret)
+        verify_token = _secret(settings.whatsapp_verify_token)
+
+        def webhook_app(webhook_bus: EventBus) -> Starlette:
+            return build_webhook_app(
+                lambda notification, now: publish_notification(webhook_bus, notification, now),
                 path=settings.webhook_path,
-                app_secret=_secret(settings.whatsapp_app_secret),
-                verify_token=_secret(settings.whatsapp_verify_token),
+                app_secret=app_secret,
+                verify_token=verify_token,
                 phone_number_id=settings.whatsapp_phone_number_id,
                 max_body_bytes=settings.webhook_max_body,
                 clock=_now,
-            ),
+            )
+
+        self.webhook = WebhookThread(
+            webhook_app,
+            lambda: connect_bus(settings, name=f"whatsapp-webhook-{settings.instance_id}"),
             host=settings.webhook_host,
             port=settings.webhook_port,
             drain_timeout_s=drain,
-            name="webhook",
+            own_thread=settings.webhook_own_thread,
+            shared_bus=bus,
         )
         await self.webhook.start()
         # stops first (LIFO): nothing new is accepted while the worker drains

@@ -3,18 +3,22 @@ context service (erasing conversations). Failures come back as the platform's er
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import grpc
+import structlog
 
 from llmproxy.platform.errors import ConfigurationError, UnavailableError
 from llmproxy.platform.grpc_boundary import error_from_rpc
 from llmproxy.v1 import common_pb2, context_pb2, context_pb2_grpc, gateway_pb2, gateway_pb2_grpc
-from llmproxy.whatsapp.core import UsageSummary, UserState
+from llmproxy.whatsapp.core import UsageSummary, UserState, predicted_wait
 
 __all__ = ["Answer", "GrpcUpstream", "ask_request"]
+
+log = structlog.get_logger(__name__)
 
 _OBJECTIVES = {
     "cost": common_pb2.OBJECTIVE_COST,
@@ -28,6 +32,9 @@ _STRATEGIES = {
     "summary": common_pb2.CONTEXT_STRATEGY_SUMMARY,
     "relevant": common_pb2.CONTEXT_STRATEGY_RELEVANT,
 }
+_CACHE_HITS = (common_pb2.CACHE_OUTCOME_EXACT_HIT, common_pb2.CACHE_OUTCOME_SEMANTIC_HIT)
+#: a Quote that takes longer is not waited for (the stream's own ETA is used)
+_QUOTE_TIMEOUT_S = 5.0
 #: what last_k / token_budget send when the user named no number
 _DEFAULT_LAST_K = 6
 _DEFAULT_TOKEN_BUDGET = 1000
@@ -97,8 +104,18 @@ class GrpcUpstream:
         request: gateway_pb2.AskRequest,
         on_accepted: Callable[[timedelta], Awaitable[None]],
     ) -> Answer:
-        """Ask through ``AskStream``: its first chunk carries the ETA, so ``on_accepted``
-        (the "Got it" notice) runs before the answer is generated."""
+        """Ask through ``AskStream``; when its first chunk says the question is accepted,
+        ``on_accepted`` (the "Got it" notice) gets the predicted wait before the answer is
+        generated.
+
+        The wait comes from a Quote asked meanwhile (the same request: the profiler's
+        measured latency of the accepted model, see :func:`core.predicted_wait`); the
+        stream's own ETA is the catalog's prior unless the gateway marks it ``queued``.
+        NOTE: once AskStream's first message carries an ETA from the profiles and the
+        queue for every request (gateway work in progress), the Quote can go: use
+        ``accepted.eta`` alone and save the extra RPC per question.
+        """
+        quote = asyncio.ensure_future(self._quoted_waits(request))
         try:
             final: gateway_pb2.AskReply | None = None
             async for chunk in self._gateway.AskStream(
@@ -106,16 +123,27 @@ class GrpcUpstream:
             ):
                 kind = chunk.WhichOneof("kind")
                 if kind == "accepted":
-                    eta = chunk.accepted.eta
+                    accepted = chunk.accepted
+                    eta = accepted.eta
+                    streamed = None
                     if eta.HasField("predicted_completion") and eta.HasField("accepted_at"):
-                        wait = eta.predicted_completion.ToDatetime(
+                        streamed = eta.predicted_completion.ToDatetime(
                             UTC
                         ) - eta.accepted_at.ToDatetime(UTC)
-                        await on_accepted(wait)
+                    quoted = await quote
+                    wait = predicted_wait(
+                        quoted=quoted.get(accepted.choice.model),
+                        streamed=streamed,
+                        queued=eta.queued,
+                        cache_hit=accepted.cache.outcome in _CACHE_HITS,
+                    )
+                    await on_accepted(wait)
                 elif kind == "final":
                     final = chunk.final
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc(exc, peer="the gateway") from exc
+        finally:
+            quote.cancel()
         if final is None:
             raise UnavailableError("the gateway's answer stream ended without an answer")
         return Answer(
@@ -125,6 +153,26 @@ class GrpcUpstream:
             model=final.choice.model,
             cost_nanousd=final.cost.cost_nanousd,
         )
+
+    async def _quoted_waits(self, request: gateway_pb2.AskRequest) -> dict[str, timedelta]:
+        """Each model's predicted wait for ``request`` by the gateway's Quote ({} if the
+        Quote fails: the notice then follows the stream's ETA)."""
+        try:
+            reply = await self._gateway.Quote(
+                request, timeout=min(self._timeout, _QUOTE_TIMEOUT_S), metadata=self._metadata
+            )
+        except grpc.aio.AioRpcError as exc:
+            log.warning("no quote for the 'Got it' notice", error=exc.details())
+            return {}
+        waits: dict[str, timedelta] = {}
+        for option in reply.options:
+            eta = option.eta
+            if eta.HasField("predicted_completion") and eta.HasField("accepted_at"):
+                wait = eta.predicted_completion.ToDatetime(UTC) - eta.accepted_at.ToDatetime(UTC)
+            else:
+                wait = option.estimated_latency.ToTimedelta()
+            waits[option.choice.model] = wait
+        return waits
 
     async def usage(self, user_id: str, since: datetime) -> UsageSummary:
         request = gateway_pb2.UsageRequest(

@@ -2,9 +2,15 @@
 
 ``POST`` does the least that makes a message safe — size check, signature check, parse,
 publish to JetStream (stored when the publish returns) — and answers 200; the intake
-consumer and the workers do the rest. Status codes: 401 no signature, 403 wrong
-signature, 413 body over the limit (refused before it is read whole), 400 malformed
-notification, 503 JetStream did not store it (Meta delivers it again later).
+consumer and the workers do the rest. Nothing else is done on this path: the signature
+is checked before the JSON is parsed (orjson), the events are built without a uuid, the
+answer is encoded once with orjson, and nothing is logged unless JetStream fails. With
+``LLMPROXY_WEBHOOK_OWN_THREAD`` the app runs on a loop of its own
+(``ingress.WebhookThread``), so a POST does not wait behind the workers' loop work.
+
+Status codes: 401 no signature, 403 wrong signature, 413 body over the limit (refused
+before it is read whole), 400 malformed notification, 503 JetStream did not store it
+(Meta delivers it again later).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import hmac
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
+import orjson
 import structlog
 from prometheus_client import Counter, Histogram
 from starlette.applications import Starlette
@@ -20,7 +27,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from llmproxy.platform.errors import LLMProxyError, http_status_for
+from llmproxy.platform.errors import ConfigurationError, LLMProxyError, http_status_for
 from llmproxy.whatsapp.payload import Notification, parse_notification
 from llmproxy.whatsapp.signature import SIGNATURE_HEADER, verify_signature
 
@@ -67,7 +74,16 @@ def build_webhook_app(
     max_body_bytes: int,
     clock: Callable[[], datetime],
 ) -> Starlette:
-    """The Starlette app; ``publish`` stores a verified notification durably (JetStream)."""
+    """The Starlette app; ``publish`` stores a verified notification durably (JetStream).
+
+    Raises ConfigurationError without an app secret: an HMAC keyed with "" is one anyone
+    can compute, so there is no way to run this webhook with the signature check off.
+    """
+    if not app_secret.strip():
+        raise ConfigurationError(
+            "LLMPROXY_WHATSAPP_APP_SECRET: the webhook verifies every POST's "
+            f"{SIGNATURE_HEADER} with the app secret and cannot run without one"
+        )
 
     async def verify(request: Request) -> Response:
         params = request.query_params
@@ -98,12 +114,15 @@ def build_webhook_app(
             except Exception as exc:  # not stored: Meta must deliver it again
                 log.warning("a notification could not be stored; answering 503", error=str(exc))
                 return _error(503, "temporarily unable to accept messages")
-            return JSONResponse(
-                {
-                    "received": len(notification.messages),
-                    "statuses": len(notification.statuses),
-                    "skipped_changes": notification.skipped,
-                }
+            return Response(
+                orjson.dumps(
+                    {
+                        "received": len(notification.messages),
+                        "statuses": len(notification.statuses),
+                        "skipped_changes": notification.skipped,
+                    }
+                ),
+                media_type="application/json",
             )
 
     return Starlette(

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from llmproxy.gateway.fake_upstream import ANSWER
 from llmproxy.platform.db import create_engine, session_factory
 from llmproxy.platform.db.models import (
     Conversation,
+    ModelProfileRow,
     UsageRecord,
     WhatsAppMessage,
     WhatsAppStatus,
@@ -125,13 +127,21 @@ class Stack:
         return rows[0][0] if rows else None
 
 
-@pytest.fixture
-def stack(nats_url: str, postgres_db_url: str, tmp_path: Path) -> Iterator[Stack]:
+@contextmanager
+def _running_stack(
+    nats_url: str,
+    postgres_db_url: str,
+    tmp_path: Path,
+    *,
+    upstream_delay_s: float = 0.0,
+    whatsapp_env: dict[str, str] | None = None,
+) -> Iterator[Stack]:
     port = free_port()
-    upstream = subprocess.Popen(
-        [sys.executable, "-m", "llmproxy.gateway.fake_upstream", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-    )
+    command = [sys.executable, "-m", "llmproxy.gateway.fake_upstream", "--port", str(port)]
+    if upstream_delay_s:
+        command = [sys.executable, "-m", "tests.support.slow_upstream", "--port", str(port),
+                   "--delay", str(upstream_delay_s)]  # fmt: skip
+    upstream = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     catalog = json.loads(json.dumps(CATALOG))
     for model in catalog["models"]:
         model["base_url"] = f"http://127.0.0.1:{port}/v1"
@@ -167,8 +177,11 @@ def stack(nats_url: str, postgres_db_url: str, tmp_path: Path) -> Iterator[Stack
             "LLMPROXY_MAX_ANSWER_TOKENS": "64",
             "LLMPROXY_PROCESSING_LEASE": "2s",
             "LLMPROXY_INBOX_POLL_INTERVAL": "200ms",
+            **(whatsapp_env or {}),
         }
     )
+    # profiles reach the gateway's selection (and its Quote) within a fraction of a second
+    services["profiler"].env["LLMPROXY_PROFILE_PUBLISH_INTERVAL"] = "200ms"
     try:
         for service in services.values():
             service.start(wait=False)
@@ -194,6 +207,12 @@ def stack(nats_url: str, postgres_db_url: str, tmp_path: Path) -> Iterator[Stack
         graph.__exit__(None, None, None)
         upstream.terminate()
         upstream.wait(10)
+
+
+@pytest.fixture
+def stack(nats_url: str, postgres_db_url: str, tmp_path: Path) -> Iterator[Stack]:
+    with _running_stack(nats_url, postgres_db_url, tmp_path) as running:
+        yield running
 
 
 def test_questions_commands_bad_input_and_a_crash_through_the_whole_stack(stack: Stack) -> None:
@@ -317,3 +336,56 @@ def test_questions_commands_bad_input_and_a_crash_through_the_whole_stack(stack:
     )
     assert state == [("done",)]
     assert len(stack.graph.sent(ALICE)) == answers_to_alice
+
+
+def test_the_got_it_notice_follows_the_measured_latency(
+    nats_url: str, postgres_db_url: str, tmp_path: Path
+) -> None:
+    """A model slower than its catalog prior: no notice while only the prior is known
+    (1.8 s < 2.5 s), "about 4 seconds" once the profiler has measured it (the gateway's
+    Quote uses the profiles)."""
+    with _running_stack(
+        nats_url,
+        postgres_db_url,
+        tmp_path,
+        upstream_delay_s=4.0,
+        whatsapp_env={"LLMPROXY_ETA_NOTICE_AFTER": "2500ms"},
+    ) as stack:
+        questions = [
+            "What is the capital of France?",
+            "How do bees make honey?",
+            "Why is the sky blue?",
+            "Who wrote Don Quixote?",
+            "How far away is the Moon?",
+            "What does a mitochondrion do?",
+        ]
+        users = [f"3161000000{i}" for i in range(len(questions))]
+        for user, question in zip(users[:5], questions[:5], strict=True):
+            stack.ask(user, "/cache off")  # every question reaches the slow model
+            stack.ask(user, "/model fake-small")
+            stack.ask(user, question)
+        for user in users[:5]:
+            assert stack.replies(user, 3, timeout_s=60)[2] == ANSWER
+            assert stack.notices(user) == []  # the prior (0.5 s + 64 tokens / 50 per s)
+
+        # five measured requests: the gateway's selection now uses the profile; wait until
+        # its Quote says so (profile.updated every 200 ms)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            rows = _query(
+                stack.db_url,
+                select(ModelProfileRow.requests).where(ModelProfileRow.model == "fake-small"),
+            )
+            if rows and rows[0][0] >= 5:
+                break
+            time.sleep(0.2)
+        time.sleep(1.5)
+        stack.ask(users[5], "/cache off")
+        stack.ask(users[5], "/model fake-small")
+        stack.ask(users[5], questions[5])
+        assert stack.replies(users[5], 3, timeout_s=60)[2] == ANSWER
+        (notice,) = stack.notices(users[5])
+        # measured: 4 s to the first token (log buckets: within ~6 %, rounded up)
+        assert 4 <= int(notice.removeprefix(GOT_IT).split()[0]) <= 6, notice
+        texts = [c.text for c in stack.graph.sent(users[5])]
+        assert texts.index(notice) == texts.index(ANSWER) - 1  # just before the answer

@@ -61,6 +61,10 @@ class JetStreamOptions:
     #: messages asked for per fetch; 1 spreads work evenly over SHARED replicas, and a
     #: message never waits unacked behind another message's handler
     fetch_batch: int = 1
+    #: run the handlers of one fetch's messages at once rather than one after another
+    #: (SHARED consumers; with ``fetch_batch`` > 1 a group-committing handler then writes
+    #: a whole fetch in one transaction)
+    handle_fetch_concurrently: bool = False
     #: how long one fetch waits for a message before it asks again
     fetch_timeout: timedelta = timedelta(seconds=5)
     #: pause before the first redelivery of a failed message; doubles per attempt

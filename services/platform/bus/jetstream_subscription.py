@@ -210,6 +210,12 @@ class JetStreamSubscription:
                 with contextlib.suppress(Exception):
                     await self._ensure_consumer()
                 continue
+            if self._options.handle_fetch_concurrently and len(messages) > 1:
+                if self._stopping:
+                    await self._release(messages)
+                else:
+                    await asyncio.gather(*(self._process(m) for m in messages))
+                continue
             for index, message in enumerate(messages):
                 if self._stopping:
                     await self._release(messages[index:])

@@ -22,6 +22,7 @@ from llmproxy.whatsapp.core import (
     decide,
     eta_notice,
     format_usd,
+    predicted_wait,
     record_spend,
     window_open,
 )
@@ -143,3 +144,18 @@ def test_cost_reply_shows_small_amounts_readably() -> None:
         "This week: 3 questions, cost $0.000078, saved $0.000417 compared with the reference "
         "model. 1 answered from the cache for free."
     )
+
+
+def test_the_predicted_wait_follows_the_quote_unless_the_stream_knows_of_a_queue() -> None:
+    s = timedelta(seconds=1)
+    # measured (Quote) beats the catalog prior of the stream, either way
+    assert predicted_wait(quoted=2 * s, streamed=30 * s) == 2 * s
+    assert predicted_wait(quoted=40 * s, streamed=3 * s) == 40 * s
+    # a capacity-limited backend's queue: the stream's ETA includes the wait
+    assert predicted_wait(quoted=2 * s, streamed=45 * s, queued=True) == 45 * s
+    assert predicted_wait(quoted=20 * s, streamed=5 * s, queued=True) == 20 * s
+    # no Quote (it failed, or it did not know the model): the stream's ETA stands
+    assert predicted_wait(quoted=None, streamed=30 * s) == 30 * s
+    assert predicted_wait(quoted=None, streamed=None) == timedelta(0)
+    # a cache hit answers at once
+    assert predicted_wait(quoted=40 * s, streamed=40 * s, cache_hit=True) == timedelta(0)
