@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import structlog
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from llmproxy.context.fingerprint import context_fingerprint
 from llmproxy.gateway.access import Caller
@@ -39,6 +39,7 @@ from llmproxy.gateway.core import (
 from llmproxy.gateway.keys import SCOPE_CHAT
 from llmproxy.gateway.limits import METRIC_REQUESTS, Amounts
 from llmproxy.gateway.providers.port import ChatMessage, ChatRequest, ChatResult, Provider
+from llmproxy.gateway.queueing import Admission, RequestQueues, predicted_output_tokens
 from llmproxy.gateway.replies import (
     Prepared,
     actual_amounts,
@@ -57,6 +58,7 @@ from llmproxy.gateway.selection import (
     RouterAdvice,
     Selection,
     Weights,
+    answer_needs_escalation,
     select_model,
 )
 from llmproxy.gateway.selection import Preferences as SelectionPreferences
@@ -70,6 +72,7 @@ from llmproxy.platform.errors import (
 )
 from llmproxy.platform.events import publish_event
 from llmproxy.platform.tokens import count_tokens
+from llmproxy.platform.tracing import provider_span
 from llmproxy.v1 import cache_pb2, common_pb2, context_pb2, events_pb2, gateway_pb2
 
 __all__ = ["AskFlow", "CachePort", "Caller", "ContextPort", "RetryPolicy"]
@@ -84,6 +87,45 @@ PUBLISH_FAILURES = Counter(
 RETRIES = Counter("llmproxy_provider_retries_total", "Provider calls retried", ["model"])
 FALLBACKS = Counter("llmproxy_provider_fallbacks_total", "Requests that fell back", ["from_model"])
 CACHE_HITS = Counter("llmproxy_cache_hits_total", "Requests answered from the cache", ["kind"])
+# Both front doors (gRPC and HTTP) go through AskFlow, so these count every request that
+# got past validation; outcome = answered | cache_hit | failed.
+ASKS = Counter("llmproxy_ask_requests_total", "Requests answered or failed", ["outcome"])
+ASK_SECONDS = Histogram(
+    "llmproxy_ask_seconds",
+    "Time from accepting a request to its full answer (or failure)",
+    ["outcome"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+SAVED = Counter(
+    "llmproxy_saved_nanousd_total", "Saved vs the reference model (gains only), nano-USD", ["model"]
+)
+TOKENS_SAVED = Counter(
+    "llmproxy_tokens_saved_total",
+    "Tokens not sent to a provider: history the context strategy left out, or a cached answer",
+    ["source"],
+)
+CACHE_LOOKUPS = Counter(
+    "llmproxy_cache_lookups_total", "Cache lookups by outcome (exact_hit, miss...)", ["outcome"]
+)
+
+
+def _observe(reply: gateway_pb2.AskReply, outcome: str) -> None:
+    """The request, latency, saving and tokens-saved metrics of one answer."""
+    ASKS.labels(outcome).inc()
+    ASK_SECONDS.labels(outcome).observe(reply.latency.ToNanoseconds() / 1e9)
+    SAVED.labels(reply.choice.model).inc(max(0, reply.cost.saved_nanousd))
+    if outcome == "cache_hit":
+        TOKENS_SAVED.labels("cache").inc(reply.usage.input_tokens + reply.usage.output_tokens)
+    else:
+        left_out = reply.context.tokens_full_history - reply.context.tokens_sent
+        TOKENS_SAVED.labels("context").inc(max(0, left_out))
+
+
+def _observe_failure(prepared: Prepared) -> None:
+    ASKS.labels("failed").inc()
+    ASK_SECONDS.labels("failed").observe(
+        (datetime.now(UTC) - prepared.accepted_at).total_seconds()
+    )
 
 _ROLE_NAMES = {
     common_pb2.ROLE_SYSTEM: "system",
@@ -163,6 +205,20 @@ class _Recent:
     request: gateway_pb2.AskRequest
 
 
+def _queued_eta(eta: common_pb2.Eta, admission: Admission | None) -> None:
+    """Put the queue's prediction (given before the wait) in a reply's ETA."""
+    if admission is None:
+        return
+    predicted = admission.eta()
+    eta.queued = True
+    eta.ClearField("predicted_start")
+    eta.ClearField("predicted_completion")
+    if predicted.HasField("predicted_start"):
+        eta.predicted_start.CopyFrom(predicted.predicted_start)
+    if predicted.HasField("predicted_completion"):
+        eta.predicted_completion.CopyFrom(predicted.predicted_completion)
+
+
 class AskFlow:
     def __init__(
         self,
@@ -177,6 +233,7 @@ class AskFlow:
         cache: CachePort | None = None,
         router: RouterPort | None = None,
         profiles: ProfilesPort | None = None,
+        queues: RequestQueues | None = None,
         retry: RetryPolicy = RetryPolicy(),
         default_output_cap: int = 1024,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -192,6 +249,7 @@ class AskFlow:
         self._cache = cache
         self._router = router
         self._profiles = profiles
+        self._queues = queues
         self._retry = retry
         self._output_cap = default_output_cap
         self._sleep = sleep
@@ -352,8 +410,11 @@ class AskFlow:
         except InvalidArgumentError:
             raise
         except LLMProxyError as exc:
+            CACHE_LOOKUPS.labels("error").inc()
             log.warning("cache lookup failed; answering without it", error=exc.message)
             return None
+        outcome = common_pb2.CacheOutcome.Name(found.report.outcome)
+        CACHE_LOOKUPS.labels(outcome.removeprefix("CACHE_OUTCOME_").lower()).inc()
         prepared.cache = found.report
         if found.report.outcome in _HITS:
             return found
@@ -365,6 +426,7 @@ class AskFlow:
     ) -> gateway_pb2.AskReply:
         reply = cached_reply(self._catalog, prepared, hit, time.perf_counter() - started)
         CACHE_HITS.labels(common_pb2.CacheOutcome.Name(hit.report.outcome)).inc()
+        _observe(reply, "cache_hit")
         self._publish(completed_event(prepared, reply, self._source))
         self._remember(prepared, reply.choice.model)
         return reply
@@ -373,26 +435,48 @@ class AskFlow:
         if self._limits is None:
             return None
         who = prepared.caller.who(prepared.scope.user_id)
-        return await self._limits.reserve(who, prepared.estimate)
+        return await self._limits.reserve(who, prepared.estimate, request_id=prepared.request_id)
 
     # -- asking -----------------------------------------------------------------------------
 
-    async def ask(self, request: gateway_pb2.AskRequest, caller: Caller) -> gateway_pb2.AskReply:
-        """Answer one request (raises LLMProxyError subclasses the boundaries map)."""
+    async def ask(
+        self,
+        request: gateway_pb2.AskRequest,
+        caller: Caller,
+        on_eta: Callable[[common_pb2.Eta], Awaitable[None]] | None = None,
+    ) -> gateway_pb2.AskReply:
+        """Answer one request (raises LLMProxyError subclasses the boundaries map).
+
+        A request to a capacity-limited model waits its turn in the model's queue first;
+        ``on_eta`` hears the queue's ETA before the wait (gRPC sends it as metadata)."""
         started = time.perf_counter()
         prepared = await self._prepare(request, caller)
         hit = await self._lookup(prepared)
         if hit is not None:
             return self._answer_from_cache(prepared, hit, started)
         reservation = await self._reserve(prepared)
+        admission: Admission | None = None
         try:
+            admission = await self._admit(prepared)
+            if admission is not None:
+                if on_eta is not None:
+                    await on_eta(admission.eta())
+                await self._wait_turn(admission)
             result = await self._complete(prepared)
+            await self._release(admission, failed=False)
         except BaseException as exc:
             self._settle(reservation, Amounts(requests=1))
+            _observe_failure(prepared)
             message = exc.message if isinstance(exc, LLMProxyError) else "cancelled"
             self._publish(failure_event(self._catalog, prepared, message, self._source))
+            # last: it may wait on the scheduler (the bookkeeping above must not)
+            await self._release(admission, failed=True, error=message)
             raise
         reply = reply_for(self._catalog, prepared, result)
+        _queued_eta(reply.eta, admission)
+        escalated = await self._cascade(prepared, reservation, result, reply)
+        if escalated is not None:
+            return escalated
         self._finish(prepared, reservation, result, reply)
         return reply
 
@@ -419,15 +503,21 @@ class AskFlow:
         reservation = await self._reserve(prepared)
         parts: list[str] = []
         finished = False
+        admission: Admission | None = None
         try:
+            # a capacity-limited model: the accepted message carries the queue's ETA, then
+            # the request waits its turn
+            admission = await self._admit(prepared)
             yield gateway_pb2.AskChunk(
                 accepted=gateway_pb2.AskAccepted(
                     request_id=prepared.request_id,
                     choice=choice_message(prepared.choice),
-                    eta=eta_for(prepared),
+                    eta=admission.eta() if admission is not None else eta_for(prepared),
                     cache=prepared.cache,
                 )
             )
+            if admission is not None:
+                await self._wait_turn(admission)
             result: ChatResult | None = None
             async for event in self._stream(prepared, parts):
                 if event.result is not None:
@@ -435,13 +525,143 @@ class AskFlow:
                 elif event.delta:
                     yield gateway_pb2.AskChunk(delta=event.delta)
             assert result is not None  # the provider port always ends with a result
+            await self._release(admission, failed=False)
             reply = reply_for(self._catalog, prepared, result)
+            _queued_eta(reply.eta, admission)
             self._finish(prepared, reservation, result, reply)
             finished = True
             yield gateway_pb2.AskChunk(final=reply)
         finally:
             if not finished:
                 self._abandon(prepared, reservation, parts)
+                await self._release(admission, failed=True, error="stream ended early")
+
+    # -- queues of capacity-limited models ---------------------------------------------------
+
+    async def _admit(self, prepared: Prepared) -> Admission | None:
+        """Queue ``prepared`` when its model is capacity-limited (None: served at once)."""
+        if self._queues is None:
+            return None
+        model = prepared.choice.model
+        profiles = self._profiles.profiles() if self._profiles is not None else {}
+        return await self._queues.admit(
+            model,
+            tenant=prepared.caller.tenant_id,
+            request_id=prepared.request_id,
+            output_tokens=predicted_output_tokens(
+                prepared.request.generation.max_tokens or None, prepared.output_budget
+            ),
+            profile=profiles.get(model.name),
+            accepted_at=prepared.accepted_at,
+        )
+
+    async def _wait_turn(self, admission: Admission) -> None:
+        assert self._queues is not None
+        await self._queues.wait_turn(admission)
+
+    async def _release(
+        self, admission: Admission | None, *, failed: bool, error: str = ""
+    ) -> None:
+        if admission is not None and self._queues is not None:
+            try:
+                await self._queues.done(admission, failed=failed, error=error[:200])
+            except Exception:  # freeing a slot must never cost the caller the answer
+                log.exception("could not release a queue slot", job=admission.ticket.job_id)
+
+    # -- cascade: a weak cheap answer is asked again of the next model -----------------------
+
+    async def _cascade(
+        self,
+        prepared: Prepared,
+        reservation: Reservation | None,
+        result: ChatResult,
+        reply: gateway_pb2.AskReply,
+    ) -> gateway_pb2.AskReply | None:
+        """When a cascade's cheap answer fails the answer check, ask the next model.
+
+        Both calls are billed: the cheap one settles and is recorded (``llm.completed``) as
+        answered, the second is reserved on its own (a limit that cannot take it keeps the
+        cheap answer) and recorded under the same request id; the reply carries the sum.
+        None when there is nothing to escalate (the caller gets ``reply``).
+        """
+        choice = prepared.choice
+        if not isinstance(choice, Selection) or not choice.policy.startswith("cascade:"):
+            return None
+        if prepared.answered_by is not None or not choice.escalation:
+            return None  # a fallback answered, or nothing stronger is eligible
+        why = answer_needs_escalation(result.text, result.finish_reason)
+        if not why:
+            return None
+        target = choice.escalation[0]
+        estimate = estimate_request(target, prepared.input_tokens, prepared.output_budget)
+        max_cost = prepared.request.preferences.max_cost_nanousd
+        if (
+            target.name not in self._providers
+            or target.context_window <= prepared.input_tokens
+            or (max_cost and reply.cost.cost_nanousd + estimate.cost_nanousd > max_cost)
+        ):
+            log.info("cascade: escalation not possible", model=target.name, check=why)
+            return None
+        extra: Reservation | None = None
+        if self._limits is not None:
+            who = prepared.caller.who(prepared.scope.user_id)
+            try:
+                extra = await self._limits.reserve(
+                    who, estimate, request_id=prepared.request_id
+                )
+            except LLMProxyError as exc:
+                log.info("cascade: the limits leave no room to escalate", error=exc.message)
+                return None
+        cache_key, prepared.cache_key = prepared.cache_key, ""  # never cache the weak answer
+        self._finish(prepared, reservation, result, reply)
+        option = next((o for o in choice.options if o.model.name == target.name), None)
+        reason = (
+            f"{choice.policy}: {choice.model.name} answered but {why}; escalated to "
+            f"{target.name} (both calls billed)"
+        )
+        second = replace(
+            prepared,
+            choice=replace(
+                choice,
+                model=target,
+                reason=reason,
+                escalated=True,
+                predicted_quality=option.predicted_quality if option else target.quality,
+                escalation=choice.escalation[1:],
+            ),
+            chat=replace(prepared.chat, model=target.provider_model),
+            estimate=estimate,
+            chain=(target,),
+            answered_by=None,
+            fallback_reason="",
+            cache_key=cache_key,
+        )
+        admission: Admission | None = None
+        try:
+            admission = await self._admit(second)
+            if admission is not None:
+                await self._wait_turn(admission)
+            better = await self._complete(second)
+            await self._release(admission, failed=False)
+        except Exception as exc:
+            self._settle(extra, Amounts(requests=1))
+            message = exc.message if isinstance(exc, LLMProxyError) else str(exc)
+            self._publish(failure_event(self._catalog, second, message, self._source))
+            await self._release(admission, failed=True, error=message)
+            reply.choice.reason = f"{reason[: reason.index('; escalated')]}; escalating to "
+            reply.choice.reason += f"{target.name} failed ({message}): the first answer stands"
+            return reply
+        final = reply_for(self._catalog, second, better)
+        self._finish(second, extra, better, final)
+        # the caller pays for both answers: the reply says so
+        final.cost.cost_nanousd += reply.cost.cost_nanousd
+        final.cost.saved_nanousd = final.cost.reference_cost_nanousd - final.cost.cost_nanousd
+        final.usage.input_tokens += reply.usage.input_tokens
+        final.usage.output_tokens += reply.usage.output_tokens
+        final.usage.cached_input_tokens += reply.usage.cached_input_tokens
+        total = reply.latency.ToNanoseconds() + final.latency.ToNanoseconds()
+        final.latency.FromNanoseconds(total)
+        return final
 
     def _abandon(
         self, prepared: Prepared, reservation: Reservation | None, parts: list[str]
@@ -457,6 +677,7 @@ class AskFlow:
                 output_tokens=count_tokens(text),
             )
         cost = reply_for(self._catalog, prepared, partial).cost.cost_nanousd if partial else 0
+        _observe_failure(prepared)
         self._settle(reservation, actual_amounts(partial, cost) if partial else Amounts(requests=1))
         self._publish(
             failure_event(
@@ -475,6 +696,7 @@ class AskFlow:
         TOKENS.labels(model, "input").inc(result.input_tokens)
         TOKENS.labels(model, "output").inc(result.output_tokens)
         SPEND.labels(model).inc(reply.cost.cost_nanousd)
+        _observe(reply, "answered")
         self._settle(reservation, actual_amounts(result, reply.cost.cost_nanousd))
         self._publish(completed_event(prepared, reply, self._source))
         self._remember(prepared, model)
@@ -512,7 +734,8 @@ class AskFlow:
                 RETRIES.labels(model.name).inc()
                 await self._sleep(wait)
             try:
-                result = await provider.complete(self._chat_for(prepared, model))
+                with provider_span(model.name, model.provider):
+                    result = await provider.complete(self._chat_for(prepared, model))
             except (ProviderError, DeadlineExceededError) as exc:
                 last = exc
                 if not (isinstance(exc, ProviderError) and exc.retryable):
@@ -537,14 +760,15 @@ class AskFlow:
                 RETRIES.labels(model.name).inc()
                 await self._sleep(wait)
             try:
-                async for event in provider.stream(self._chat_for(prepared, model)):
-                    if event.delta:
-                        if not parts:
+                with provider_span(model.name, model.provider, streaming=True):
+                    async for event in provider.stream(self._chat_for(prepared, model)):
+                        if event.delta:
+                            if not parts:
+                                self._answered_by(prepared, model, last)
+                            parts.append(event.delta)
+                        elif event.result is not None and not parts:
                             self._answered_by(prepared, model, last)
-                        parts.append(event.delta)
-                    elif event.result is not None and not parts:
-                        self._answered_by(prepared, model, last)
-                    yield event
+                        yield event
                 return
             except (ProviderError, DeadlineExceededError) as exc:
                 if parts:

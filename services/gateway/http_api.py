@@ -40,6 +40,7 @@ from llmproxy.platform.errors import (
     RateLimitedError,
     http_status_for,
 )
+from llmproxy.platform.grpc_boundary import dependency_unavailable
 from llmproxy.v1 import gateway_pb2
 
 __all__ = ["MAX_BODY_BYTES", "build_app"]
@@ -73,6 +74,17 @@ def error_response(exc: LLMProxyError) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def _unavailable_or_raise(exc: Exception) -> Response:
+    """A lost database connection is 503 with ``Retry-After`` (retryable); else re-raise."""
+    unavailable = dependency_unavailable(exc)
+    if unavailable is None:
+        raise exc
+    log.warning("a dependency is unreachable", error=unavailable.message)
+    response = error_response(unavailable)
+    response.headers["retry-after"] = "2"
+    return response
+
+
 def _sse(data: dict[str, Any] | str) -> bytes:
     payload = data.encode() if isinstance(data, str) else orjson.dumps(data)
     return b"data: " + payload + b"\n\n"
@@ -98,6 +110,8 @@ def build_app(flow: AskFlow, auth: Authenticator) -> Starlette:
             reply = await flow.ask(ask, caller)
         except LLMProxyError as exc:
             return error_response(exc)
+        except Exception as exc:
+            return _unavailable_or_raise(exc)
         return JSONResponse(completion(reply, int(time.time())), headers=reply_headers(reply))
 
     async def models(request: Request) -> Response:
@@ -113,6 +127,8 @@ def build_app(flow: AskFlow, auth: Authenticator) -> Starlette:
         return JSONResponse({"object": "list", "data": data})
 
     async def internal_error(request: Request, exc: Exception) -> Response:
+        if dependency_unavailable(exc) is not None:
+            return _unavailable_or_raise(exc)
         log.exception("unhandled error in HTTP request", path=request.url.path)
         return JSONResponse(
             {
@@ -142,7 +158,8 @@ async def _stream(chunks: AsyncIterator[gateway_pb2.AskChunk], include_usage: bo
     try:
         async for item in chunks:
             head.append(item)
-            if item.WhichOneof("kind") != "accepted":
+            # a queued request's ETA goes out in the headers before it waits its turn
+            if item.WhichOneof("kind") != "accepted" or item.accepted.eta.queued:
                 break
     except LLMProxyError as exc:
         await _close(chunks)

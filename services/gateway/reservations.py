@@ -6,6 +6,13 @@ this module holds the I/O-facing parts: a :class:`LimitStore` applies claims ato
 caches each tenant's rules and turns a request's estimate into a :class:`Reservation`
 that is settled exactly once — or, when the gateway holding it dies, released once its
 time-to-live has passed (:meth:`LimitGuard.sweep`, run by every replica).
+
+Exactly once, whoever gets there first: the reservation row is the token. A settlement
+counts its amounts only if it removes the row itself, so a retry after a commit whose
+acknowledgement was lost (the database went away mid-commit) adds nothing the second
+time. A reservation its gateway never settled (killed after answering) is counted by the
+sweeper from the usage ledger — the ``llm.completed`` rows of its request — when it
+releases it, so spend equals the ledger's sum even across a gateway crash.
 """
 
 from __future__ import annotations
@@ -39,10 +46,16 @@ class LimitStore(Protocol):
         ...
 
     async def reserve(
-        self, claims: Sequence[Claim], now: datetime, *, reservation_id: str, expires_at: datetime
+        self,
+        claims: Sequence[Claim],
+        now: datetime,
+        *,
+        reservation_id: str,
+        expires_at: datetime,
+        request_id: str = "",
     ) -> None:
-        """Add every claim to its counter's ``reserved`` and record the reservation, all or
-        none.
+        """Add every claim to its counter's ``reserved`` and record the reservation (with
+        the request it is for), all or none.
 
         Raises LimitExceededError (from :func:`limits.rejection`) for the first claim that
         does not fit; then nothing is reserved.
@@ -52,12 +65,15 @@ class LimitStore(Protocol):
     async def settle(
         self, claims: Sequence[Claim], actual: Amounts, *, reservation_id: str
     ) -> None:
-        """Add the actual amounts to ``used``; if the reservation is still open, remove it
-        and take its claims out of ``reserved`` (an expired one was released already)."""
+        """If the reservation is still open: remove it, take its claims out of
+        ``reserved`` and add the actual amounts to ``used``, in one transaction. If it is
+        gone — this settlement already landed (a retry), or the sweeper released it and
+        counted the ledger's amounts — do nothing. Idempotent."""
         ...
 
     async def release_expired(self, now: datetime, *, batch: int = 100) -> int:
-        """Release up to ``batch`` reservations whose ``expires_at`` has passed; how many."""
+        """Release up to ``batch`` reservations whose ``expires_at`` has passed, adding to
+        ``used`` what the usage ledger recorded for their request; how many."""
         ...
 
 
@@ -77,9 +93,11 @@ class Reservation:
     async def settle(self, actual: Amounts, *, retry_for_s: float = 300.0) -> None:
         """Idempotent: the first call counts, later ones do nothing.
 
-        The settlement is one transaction; while the database is away it is retried with
-        backoff for ``retry_for_s`` (an answered request's spend must reach the counters,
-        not only the ledger). Past that, the reservation's TTL releases the hold.
+        The settlement is one idempotent transaction (keyed by the reservation id); while
+        the database is away it is retried with backoff for ``retry_for_s`` (an answered
+        request's spend must reach the counters, not only the ledger) — a retry after an
+        ambiguous commit never adds ``used`` twice. Past that, the sweeper releases the
+        hold after its TTL and counts what the ledger recorded.
         """
         if self._settled:
             return
@@ -135,8 +153,12 @@ class LimitGuard:
             self._rules[who.tenant_id] = cached
         return tuple(r for r in cached[1] if r.applies_to(who))
 
-    async def reserve(self, who: Who, estimate: Amounts) -> Reservation:
-        """Reserve ``estimate``; raises LimitExceededError naming the limit that is full."""
+    async def reserve(self, who: Who, estimate: Amounts, *, request_id: str = "") -> Reservation:
+        """Reserve ``estimate``; raises LimitExceededError naming the limit that is full.
+
+        ``request_id`` (the id of its ``llm.completed`` event) lets the sweeper count what
+        the ledger recorded if the gateway dies before settling.
+        """
         rules = await self.rules_for(who)
         if not rules:
             return Reservation(self._store, ())
@@ -144,7 +166,11 @@ class LimitGuard:
         claims = plan_claims(rules, who, estimate, now)
         reservation_id = uuid.uuid4().hex
         await self._store.reserve(
-            claims, now, reservation_id=reservation_id, expires_at=now + self._hold
+            claims,
+            now,
+            reservation_id=reservation_id,
+            expires_at=now + self._hold,
+            request_id=request_id,
         )
         return Reservation(self._store, claims, reservation_id)
 
@@ -157,20 +183,32 @@ class LimitGuard:
 
 
 class InMemoryLimitStore:
-    """The store in a dict, for unit tests. Atomic because it never awaits mid-update."""
+    """The store in a dict, for unit tests. Atomic because it never awaits mid-update.
 
-    def __init__(self, rules: Sequence[LimitRule] = ()) -> None:
+    ``ledger`` stands in for the usage ledger: request id -> what was recorded for it.
+    """
+
+    def __init__(
+        self, rules: Sequence[LimitRule] = (), ledger: dict[str, Amounts] | None = None
+    ) -> None:
         self.rules = list(rules)
+        self.ledger: dict[str, Amounts] = ledger if ledger is not None else {}
         #: (limit id, subject, window start) -> [used, reserved]
         self.counters: dict[tuple[str, str, datetime], list[int]] = {}
-        #: open reservations: id -> (claims, expires_at)
-        self.open: dict[str, tuple[tuple[Claim, ...], datetime]] = {}
+        #: open reservations: id -> (claims, expires_at, request id)
+        self.open: dict[str, tuple[tuple[Claim, ...], datetime, str]] = {}
 
     async def rules_for(self, tenant_id: str) -> Sequence[LimitRule]:
         return [r for r in self.rules if r.tenant_id == tenant_id]
 
     async def reserve(
-        self, claims: Sequence[Claim], now: datetime, *, reservation_id: str, expires_at: datetime
+        self,
+        claims: Sequence[Claim],
+        now: datetime,
+        *,
+        reservation_id: str,
+        expires_at: datetime,
+        request_id: str = "",
     ) -> None:
         for claim in claims:
             used, reserved = self.counters.get(_key(claim), [0, 0])
@@ -178,24 +216,27 @@ class InMemoryLimitStore:
                 raise rejection(claim, used, reserved, now)
         for claim in claims:
             self.counters.setdefault(_key(claim), [0, 0])[1] += claim.amount
-        self.open[reservation_id] = (tuple(claims), expires_at)
+        self.open[reservation_id] = (tuple(claims), expires_at, request_id)
 
     async def settle(
         self, claims: Sequence[Claim], actual: Amounts, *, reservation_id: str
     ) -> None:
-        still_open = self.open.pop(reservation_id, None) is not None
+        if self.open.pop(reservation_id, None) is None:
+            return  # settled already, or released (and counted) by the sweeper
         for claim in claims:
             counter = self.counters[_key(claim)]
-            if still_open:
-                counter[1] -= claim.amount
+            counter[1] -= claim.amount
             counter[0] += actual.of(claim.rule.metric)
 
     async def release_expired(self, now: datetime, *, batch: int = 100) -> int:
-        expired = [rid for rid, (_, until) in self.open.items() if until <= now][:batch]
+        expired = [rid for rid, (_, until, _) in self.open.items() if until <= now][:batch]
         for rid in expired:
-            claims, _ = self.open.pop(rid)
+            claims, _, request_id = self.open.pop(rid)
+            recorded = self.ledger.get(request_id, Amounts()) if request_id else Amounts()
             for claim in claims:
-                self.counters[_key(claim)][1] -= claim.amount
+                counter = self.counters[_key(claim)]
+                counter[1] -= claim.amount
+                counter[0] += recorded.of(claim.rule.metric)
         return len(expired)
 
 

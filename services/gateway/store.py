@@ -104,17 +104,35 @@ def _counter_at(limit_id: str, subject: str, window_start: datetime):  # type: i
     )
 
 
-def _held(claims: Sequence[Claim]) -> list[dict[str, object]]:
-    """What a reservation row records of its claims: enough to release them alone."""
+def _held(claims: Sequence[Claim], request_id: str) -> list[dict[str, object]]:
+    """What a reservation row records of its claims: enough to release them alone, and to
+    count what the ledger recorded for the request (its metric, tenant and request id)."""
     return [
         {
             "limit_id": c.rule.id,
             "subject": c.subject,
             "window_start": c.window_start.isoformat(),
             "amount": c.amount,
+            "metric": c.rule.metric,
+            "tenant_id": c.rule.tenant_id,
+            "request_id": request_id,
         }
         for c in claims
     ]
+
+
+async def _recorded(session: AsyncSession, tenant_id: str, request_id: str) -> Amounts:
+    """What the usage ledger holds for one request (nothing if it never got there)."""
+    row = (
+        await session.execute(
+            select(
+                func.count(),
+                func.coalesce(func.sum(UsageRecord.cost_nanousd), 0),
+                func.coalesce(func.sum(UsageRecord.input_tokens + UsageRecord.output_tokens), 0),
+            ).where(UsageRecord.request_id == request_id, UsageRecord.tenant_id == tenant_id)
+        )
+    ).one()
+    return Amounts(cost_nanousd=int(row[1]), requests=int(row[0]), tokens=int(row[2]))
 
 
 class SqlLimitStore:
@@ -124,6 +142,12 @@ class SqlLimitStore:
     atomic on both backends: PostgreSQL re-checks the condition on the row after waiting
     for its lock, and SQLite runs one writer at a time. All claims of a request commit
     in one transaction or not at all.
+
+    The reservation row is the settle-once token: whoever deletes it (the settlement, or
+    the sweeper after the TTL) moves the amounts, in the same transaction; anyone who finds
+    it gone does nothing. So a settlement retried after a commit that did land never adds
+    ``used`` twice, and a request whose gateway died after answering is counted from the
+    ledger by the sweeper — spend equals the ledger's sum.
     """
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -137,13 +161,22 @@ class SqlLimitStore:
             return [rule_of(r) for r in rows]
 
     async def reserve(
-        self, claims: Sequence[Claim], now: datetime, *, reservation_id: str, expires_at: datetime
+        self,
+        claims: Sequence[Claim],
+        now: datetime,
+        *,
+        reservation_id: str,
+        expires_at: datetime,
+        request_id: str = "",
     ) -> None:
         async with self._sessions.begin() as session:
             insert = _insert(session)
             session.add(
                 LimitReservation(
-                    id=reservation_id, claims=_held(claims), created_at=now, expires_at=expires_at
+                    id=reservation_id,
+                    claims=_held(claims, request_id),
+                    created_at=now,
+                    expires_at=expires_at,
                 )
             )
             for claim in claims:
@@ -181,21 +214,27 @@ class SqlLimitStore:
         self, claims: Sequence[Claim], actual: Amounts, *, reservation_id: str
     ) -> None:
         async with self._sessions.begin() as session:
-            # Whoever deletes the row releases the hold: this settlement, or the sweeper
-            # if the reservation outlived its TTL (then only the use is added here).
+            # Whoever deletes the row moves the amounts. Gone already: an earlier attempt
+            # of this settlement committed (its acknowledgement was lost), or the sweeper
+            # released it past its TTL and counted the ledger's amounts. Either way: nothing.
             gone = await session.execute(
                 delete(LimitReservation).where(LimitReservation.id == reservation_id)
             )
-            still_open = getattr(gone, "rowcount", 0) == 1
+            if getattr(gone, "rowcount", 0) != 1:
+                return
             for claim in claims:
-                values = {"used": LimitCounter.used + actual.of(claim.rule.metric)}
-                if still_open:
-                    values["reserved"] = LimitCounter.reserved - claim.amount
-                await session.execute(update(LimitCounter).where(_counter(claim)).values(**values))
+                await session.execute(
+                    update(LimitCounter)
+                    .where(_counter(claim))
+                    .values(
+                        used=LimitCounter.used + actual.of(claim.rule.metric),
+                        reserved=LimitCounter.reserved - claim.amount,
+                    )
+                )
 
     async def release_expired(self, now: datetime, *, batch: int = 100) -> int:
         async with self._sessions() as session:
-            expired = list(
+            expired: list[str] = list(
                 await session.scalars(
                     select(LimitReservation.id)
                     .where(LimitReservation.expires_at <= now)
@@ -215,7 +254,17 @@ class SqlLimitStore:
                 ).first()
                 if row is None:
                     continue  # settled, or another replica's sweeper released it
-                for held in row[0]:
+                held_claims: list[dict[str, object]] = list(row[0])
+                # the gateway died before settling: count what the ledger recorded of the
+                # request (it answered and published), or nothing (it never got that far)
+                first = held_claims[0] if held_claims else {}
+                recorded = (
+                    await _recorded(session, str(first["tenant_id"]), str(first["request_id"]))
+                    if first.get("request_id") and first.get("tenant_id")
+                    else Amounts()
+                )
+                for held in held_claims:
+                    metric = str(held.get("metric", ""))
                     await session.execute(
                         update(LimitCounter)
                         .where(
@@ -225,7 +274,10 @@ class SqlLimitStore:
                                 datetime.fromisoformat(str(held["window_start"])),
                             )
                         )
-                        .values(reserved=LimitCounter.reserved - int(held["amount"]))
+                        .values(
+                            reserved=LimitCounter.reserved - int(str(held["amount"])),
+                            used=LimitCounter.used + (recorded.of(metric) if metric else 0),
+                        )
                     )
                 released += 1
         return released

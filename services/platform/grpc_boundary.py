@@ -1,8 +1,10 @@
 """The gRPC boundary of every service: error mapping and request metrics in one interceptor.
 
 Servicers raise :class:`LLMProxyError` subclasses; callers see the status from
-:func:`grpc_status_for` with the error's message. Anything else becomes INTERNAL with a
-generic message (the details go to the log, not to the caller).
+:func:`grpc_status_for` with the error's message. A lost connection to the database
+(:func:`dependency_unavailable`) becomes UNAVAILABLE — retryable — with a message that says
+so. Anything else becomes INTERNAL with a generic message (the details go to the log, not
+to the caller).
 """
 
 from __future__ import annotations
@@ -14,10 +16,17 @@ from typing import Any
 import grpc
 import structlog
 from prometheus_client import Counter, Histogram
+from sqlalchemy import exc as sa_exc
 
-from llmproxy.platform.errors import LLMProxyError, grpc_status_for
+from llmproxy.platform.errors import LLMProxyError, UnavailableError, grpc_status_for
 
-__all__ = ["RPCS", "RPC_LATENCY", "BoundaryInterceptor", "error_from_rpc"]
+__all__ = [
+    "RPCS",
+    "RPC_LATENCY",
+    "BoundaryInterceptor",
+    "dependency_unavailable",
+    "error_from_rpc",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -30,11 +39,73 @@ RPC_LATENCY = Histogram(
 )
 
 
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that mean "the database connection is gone or cannot be made"."""
+    found: list[type[BaseException]] = [
+        sa_exc.OperationalError,  # the driver lost or could not open the connection
+        sa_exc.InterfaceError,  # e.g. "connection is closed"
+        sa_exc.DisconnectionError,
+        sa_exc.TimeoutError,  # no pooled connection became free in time
+        ConnectionError,  # refused, reset, aborted (OSError subclasses)
+        TimeoutError,  # connect or pool checkout timed out (asyncio's too)
+    ]
+    try:
+        import asyncpg.exceptions as pg
+    except ImportError:  # pragma: no cover - asyncpg is a dependency
+        return tuple(found)
+    found += [
+        pg.PostgresConnectionError,  # ConnectionDoesNotExist, ConnectionFailure, rejections
+        pg.CannotConnectNowError,  # the server is starting or shutting down
+        pg.AdminShutdownError,
+        pg.CrashShutdownError,
+        pg.InterfaceError,  # "connection is closed", "another operation is in progress"
+    ]
+    return tuple(found)
+
+
+_CONNECTION_ERRORS = _connection_errors()
+
+
+def dependency_unavailable(exc: BaseException) -> UnavailableError | None:
+    """An UnavailableError (503 / UNAVAILABLE, retryable) if ``exc`` — or what caused it —
+    is a lost or refused database connection; None for anything else.
+
+    The message names the kind of failure, never the error's text (which can hold SQL,
+    addresses or credentials).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
+            return _unavailable(current)
+        if isinstance(current, _CONNECTION_ERRORS):
+            return _unavailable(current)
+        orig = getattr(current, "orig", None)  # sqlalchemy keeps the driver's error here
+        if isinstance(orig, BaseException) and id(orig) not in seen:
+            current = orig
+            continue
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _unavailable(cause: BaseException) -> UnavailableError:
+    return UnavailableError(
+        f"the database is unreachable ({type(cause).__name__}); this is temporary: "
+        "retry in a few seconds"
+    )
+
+
 async def _abort(context: grpc.aio.ServicerContext, method: str, exc: BaseException) -> None:
     if isinstance(exc, LLMProxyError):
         code = grpc_status_for(exc)
         RPCS.labels(method, code.name).inc()
         await context.abort(code, exc.message)
+    unavailable = dependency_unavailable(exc)
+    if unavailable is not None:
+        RPCS.labels(method, grpc.StatusCode.UNAVAILABLE.name).inc()
+        log.warning("a dependency is unreachable", method=method, error=unavailable.message)
+        await context.abort(grpc.StatusCode.UNAVAILABLE, unavailable.message)
     RPCS.labels(method, grpc.StatusCode.INTERNAL.name).inc()
     log.exception("unhandled error in rpc", method=method)
     await context.abort(grpc.StatusCode.INTERNAL, "internal error (see the service log)")

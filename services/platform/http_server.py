@@ -15,6 +15,8 @@ import structlog
 import uvicorn
 from starlette.applications import Starlette
 
+from llmproxy.platform.tracing import TracingAsgiMiddleware
+
 __all__ = ["HttpServer"]
 
 log = structlog.get_logger(__name__)
@@ -50,7 +52,7 @@ class HttpServer:
         self.host = host
         self.port = self._socket.getsockname()[1]
         config = uvicorn.Config(
-            app,
+            TracingAsgiMiddleware(app, server=name),  # a trace and metrics per request
             log_config=None,
             access_log=False,
             lifespan="off",

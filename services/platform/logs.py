@@ -1,4 +1,9 @@
-"""Structured logging: one JSON object per line on stderr (or readable console lines)."""
+"""Structured logging: one JSON object per line on stderr (or readable console lines).
+
+A line logged while an OpenTelemetry span is current (a request's server span, or a caller's
+trace context continued without exporting) carries ``trace_id`` and ``span_id`` in the W3C
+hex form, so logs and traces of one request can be joined.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,21 @@ import logging
 import sys
 
 import structlog
+from opentelemetry import trace
 
-__all__ = ["configure_logging"]
+__all__ = ["add_trace_context", "configure_logging"]
+
+
+def add_trace_context(
+    logger: object, method_name: str, event_dict: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """structlog processor: ``trace_id`` (32 hex digits) and ``span_id`` (16) of the current
+    span, when there is a valid one; ids the caller bound itself are kept."""
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event_dict.setdefault("trace_id", trace.format_trace_id(context.trace_id))
+        event_dict.setdefault("span_id", trace.format_span_id(context.span_id))
+    return event_dict
 
 
 def configure_logging(
@@ -21,6 +39,7 @@ def configure_logging(
     )
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_trace_context,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),

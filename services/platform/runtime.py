@@ -29,12 +29,15 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from llmproxy.platform.connect import SERVER_OPTIONS
 from llmproxy.platform.errors import ConfigurationError, UnavailableError
 from llmproxy.platform.grpc_boundary import BoundaryInterceptor
+from llmproxy.platform.grpc_decoding import DecodeGuardInterceptor
 from llmproxy.platform.logs import configure_logging
 from llmproxy.platform.settings import ServiceSettings
+from llmproxy.platform.tracing import TracingServerInterceptor, configure_tracing
 
-__all__ = ["ServiceApp", "run_service", "serve_forever"]
+__all__ = ["ServiceApp", "run_service", "serve_forever", "server_interceptors"]
 
 log = structlog.get_logger(__name__)
 
@@ -59,9 +62,16 @@ class ServiceApp(Protocol):
         ...
 
 
+def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
+    """Every service's gRPC interceptors, outermost first: the trace span sees the status
+    the boundary settled on; the decode guard hands undecodable requests to the boundary
+    as bad input (INVALID_ARGUMENT)."""
+    return [TracingServerInterceptor(), BoundaryInterceptor(), DecodeGuardInterceptor()]
+
+
 async def serve_forever(app: ServiceApp, settings: ServiceSettings, stop: asyncio.Event) -> None:
     """Serve ``app`` until ``stop`` is set, then shut down gracefully."""
-    server = grpc.aio.server(interceptors=[BoundaryInterceptor()])
+    server = grpc.aio.server(interceptors=server_interceptors(), options=SERVER_OPTIONS)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     await app.start(server)
@@ -98,6 +108,9 @@ def run_service(app: ServiceApp, settings: ServiceSettings) -> int:
         level=settings.log_level,
         fmt=settings.log_format,
     )
+    tracing = configure_tracing(
+        service=app.name, instance=settings.instance_id, endpoint=settings.otel_endpoint
+    )
 
     async def main() -> int:
         stop = asyncio.Event()
@@ -116,7 +129,11 @@ def run_service(app: ServiceApp, settings: ServiceSettings) -> int:
             return EXIT_UNAVAILABLE
         return 0
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    finally:
+        if tracing is not None:
+            tracing.shutdown()  # exports the spans still batched
 
 
 async def _stop_quietly(app: ServiceApp) -> None:

@@ -90,6 +90,15 @@ class ServiceSettings(BaseSettings):
     connect_backoff: Duration = Field(
         timedelta(seconds=0.5), description="first wait between attempts; doubles each time"
     )
+    otel_endpoint: str | None = Field(
+        None,
+        validation_alias=AliasChoices(
+            "OTEL_EXPORTER_OTLP_ENDPOINT", f"{ENV_PREFIX}OTEL_ENDPOINT", "otel_endpoint"
+        ),
+        pattern=r"^(https?://\S+)?$",
+        description="OTLP/HTTP collector base URL for traces, e.g. http://collector:4318; "
+        "unset or empty: traces are not exported",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
     instance_id: str = Field(

@@ -67,6 +67,18 @@ def test_every_service_runs_from_the_one_image_with_llmproxy_serve() -> None:
         assert services[name]["image"] == image
     assert services["model"]["image"] == image
     assert services["gateway"]["deploy"]["replicas"] == 2
+    # each replica owns 1/LLMPROXY_QUEUE_REPLICAS of a capacity-limited model's slots
+    gateway = _environment(services["gateway"])
+    assert int(gateway["LLMPROXY_QUEUE_REPLICAS"]) == services["gateway"]["deploy"]["replicas"]
+
+
+def test_every_service_exposes_its_metrics_port_and_may_export_traces() -> None:
+    for name in SERVICE_MODULES:
+        service = _services()[name]
+        env = _environment(service)
+        assert env["LLMPROXY_METRICS_PORT"] in service["expose"], name
+        # optional: empty unless the shell sets it, and the services accept it empty
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "", name
 
 
 @pytest.mark.parametrize("name", sorted(SERVICE_MODULES))

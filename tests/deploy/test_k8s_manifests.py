@@ -175,11 +175,34 @@ def test_postgres_is_external_and_the_migration_job_upgrades_it() -> None:
     assert images == {container["image"]}, "every LLMProxy process runs the one image"
 
 
-def test_the_gateway_scales_horizontally() -> None:
+def test_the_gateway_replicas_are_its_queue_replicas_or_scale_horizontally() -> None:
     hpa = _by_kind("HorizontalPodAutoscaler")["gateway"]
     target = hpa["spec"]["scaleTargetRef"]
     assert (target["kind"], target["name"]) == ("Deployment", "gateway")
     low, high = hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]
-    assert 2 <= low < high
+    deployment = _by_kind("Deployment")["gateway"]
+    env = _environment(_container(deployment))
+    if "LLMPROXY_SCHEDULER_ADDR" in env:
+        # each replica owns capacity_slots / LLMPROXY_QUEUE_REPLICAS of every limited
+        # model's slots: exactly that many replicas may run, never one more (no surge)
+        replicas = int(env["LLMPROXY_QUEUE_REPLICAS"])
+        assert low == high == deployment["spec"]["replicas"] == replicas >= 2
+        assert deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == 0
+    else:
+        assert 2 <= low < high
     # the HPA scales on CPU utilisation, which needs a CPU request on the container
-    assert "cpu" in _container(_by_kind("Deployment")["gateway"])["resources"]["requests"]
+    assert "cpu" in _container(deployment)["resources"]["requests"]
+
+
+def test_every_service_exposes_metrics_and_may_export_traces() -> None:
+    common = _by_kind("ConfigMap")["llmproxy-common"]["data"]
+    port = int(common["LLMPROXY_METRICS_PORT"])
+    # optional: empty (the default) exports nothing, and the services accept it
+    assert common["OTEL_EXPORTER_OTLP_ENDPOINT"] == ""
+    for name in SERVICE_MODULES:
+        deployment = _by_kind("Deployment")[name]
+        assert {"name": "metrics", "containerPort": port} in _container(deployment)["ports"]
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/port"] == str(port), name
+        service_ports = _by_kind("Service")[name]["spec"]["ports"]
+        assert {"name": "metrics", "port": port, "targetPort": "metrics"} in service_ports

@@ -23,7 +23,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,7 +108,9 @@ async def _create_tenants(url: str) -> dict[str, str]:
     return keys
 
 
-def _environment(home: Path, nats_url: str, database_url: str, upstream: str) -> dict[str, str]:
+def _environment(
+    home: Path, nats_url: str, database_url: str, upstream: str, extra: Mapping[str, str]
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMPROXY_")}
     env.pop("NATS_URL", None)
     env.pop("DATABASE_URL", None)
@@ -125,10 +127,16 @@ def _environment(home: Path, nats_url: str, database_url: str, upstream: str) ->
             "LLMPROXY_CATALOG_FILE": str(home / "catalog.json"),
             "LLMPROXY_LOG_LEVEL": "info",
             "LLMPROXY_PROVIDER_TIMEOUT": "10s",
+            # a reservation whose gateway was killed is released (and counted from the
+            # ledger) within the run, not after the default 15 minutes; it must outlive a
+            # request: provider_timeout x (retries + 1) = 30 s
+            "LLMPROXY_RESERVATION_TTL": "40s",
+            "LLMPROXY_RESERVATION_SWEEP_INTERVAL": "2s",
             # services (re)started while the database is away keep trying for ~30 s
             "LLMPROXY_CONNECT_RETRIES": "8",
         }
     )
+    env.update(extra)
     return env
 
 
@@ -158,8 +166,12 @@ async def _fake_upstream(logs: Path) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def running_stack(tmp_path: Path) -> AsyncIterator[RunningStack]:
-    """The whole stack on a private PostgreSQL database and NATS; always torn down."""
+async def running_stack(
+    tmp_path: Path, *, extra_env: Mapping[str, str] | None = None
+) -> AsyncIterator[RunningStack]:
+    """The whole stack on a private PostgreSQL database and NATS; always torn down.
+
+    ``extra_env`` reaches every service (e.g. the WhatsApp channel's credentials)."""
     require_postgres()
     home = tmp_path / "home"
     home.mkdir(parents=True)
@@ -185,7 +197,7 @@ async def running_stack(tmp_path: Path) -> AsyncIterator[RunningStack]:
                 http_port=free_port(),
                 start_timeout_s=120,
                 drain_timeout_s=3,
-                environ=_environment(home, nats.url, proxied_url, upstream),
+                environ=_environment(home, nats.url, proxied_url, upstream, extra_env or {}),
             ),
             say=said.append,
         )

@@ -9,10 +9,15 @@ one fault at a time:
 * stops the database for 10 s (a proxy it controls drops every connection and refuses new
   ones; the shared PostgreSQL server is never touched).
 
+Meanwhile GPU jobs are submitted to the scheduler (one every 2 s, each retried with its
+idempotency key until accepted) and run by a real executor process (``tests/fault/jobs.py``).
+
 Afterwards it checks that every request ended answered or with a clear error (never a hang
 or a malformed answer), that every answered request is in the usage ledger exactly once,
-that the spend the gateway counted equals the ledger's sum, and that every service is
-SERVING again. It writes what each fault cost (errors, p50/p99 latency, recovery time) to
+that the spend the gateway counted equals the ledger's sum (once settlements still retrying
+have landed and reservations of killed gateways are swept), that every accepted job
+completed exactly once (none lost, none run twice), and that every service is SERVING
+again. It writes what each fault cost (errors, p50/p99 latency, recovery time) to
 ``bench/results/fault.json`` (``LLMPROXY_FAULT_REPORT`` moves it) and prints a table.
 
     pytest -m fault tests/fault -s        # about 4 minutes on 2 shared cores
@@ -38,6 +43,7 @@ from llmproxy.embedded.stack import SERVICES
 from llmproxy.gateway.fake_upstream import ANSWER
 from llmproxy.platform.health import check_health
 from tests.fault.harness import MODEL, RunningStack, running_stack
+from tests.fault.jobs import JobLoad
 from tests.fault.load import Phase, SteadyLoad, summarise
 
 pytestmark = [
@@ -56,6 +62,10 @@ DEAD_S = 1.0
 #: after the broken part is back, watch at least this long, and until requests succeed
 SETTLE_S = 2.0
 RECOVERY_LIMIT_S = 30.0
+#: spend must equal the ledger within this long after the load stops: settlements retrying
+#: after the database outage land, and a killed gateway's reservations pass their TTL
+#: (LLMPROXY_RESERVATION_TTL in the harness) and are swept
+SPEND_CATCH_UP_S = 90.0
 
 
 async def _kill_and_restart(stack: RunningStack, name: str, phase: Phase) -> None:
@@ -107,7 +117,8 @@ async def _observe_recovery(load: SteadyLoad, phase: Phase) -> None:
 
 
 async def _ledger(stack: RunningStack, answered: set[str]) -> dict[str, Any]:
-    """Wait (bounded) for the profiler to catch up, then compare ledger and spend."""
+    """Wait (bounded) for the profiler to catch up, then for the spend counter to equal the
+    ledger with nothing left reserved; compare them."""
     deadline = time.monotonic() + 60
     while True:
         rows = await stack.query(
@@ -119,11 +130,29 @@ async def _ledger(stack: RunningStack, answered: set[str]) -> dict[str, Any]:
         if not missing or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.5)
-    (spend,) = await stack.query(
-        "select coalesce(sum(c.used), 0) as used, coalesce(sum(c.reserved), 0) as reserved "
-        "from limit_counters c join usage_limits l on l.id = c.limit_id "
-        "where l.tenant_id = 'acme' and l.metric = 'cost_nanousd'"
+    waited = time.monotonic()
+    deadline = waited + SPEND_CATCH_UP_S
+    while True:
+        (spend,) = await stack.query(
+            "select coalesce(sum(c.used), 0) as used, coalesce(sum(c.reserved), 0) as reserved "
+            "from limit_counters c join usage_limits l on l.id = c.limit_id "
+            "where l.tenant_id = 'acme' and l.metric = 'cost_nanousd'"
+        )
+        (ledger_sum,) = await stack.query(
+            "select coalesce(sum(cost_nanousd), 0) as cost from usage_records "
+            "where tenant_id = 'acme'"
+        )
+        caught_up = int(spend["used"]) == int(ledger_sum["cost"]) and int(spend["reserved"]) == 0
+        if caught_up or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(1.0)
+    (open_reservations,) = await stack.query("select count(*) as n from limit_reservations")
+    rows = await stack.query(
+        "select request_id, count(*) as n, sum(cost_nanousd) as cost "
+        "from usage_records where tenant_id = 'acme' group by request_id"
     )
+    recorded = {r["request_id"]: r for r in rows}
+    missing = answered - set(recorded)
     return {
         "answered": len(answered),
         "ledger_rows": sum(r["n"] for r in rows),
@@ -133,6 +162,8 @@ async def _ledger(stack: RunningStack, answered: set[str]) -> dict[str, Any]:
         "ledger_cost_nanousd": sum(int(r["cost"] or 0) for r in rows),
         "spend_used_nanousd": int(spend["used"]),
         "spend_reserved_nanousd": int(spend["reserved"]),
+        "open_reservations": int(open_reservations["n"]),
+        "spend_caught_up_after_s": round(time.monotonic() - waited, 1),
     }
 
 
@@ -167,7 +198,13 @@ async def test_the_stack_serves_through_every_fault_and_loses_nothing(tmp_path: 
             model=MODEL,
             expected_answer=ANSWER,
         )
+        jobs = JobLoad(
+            stack.stack.addresses["scheduler"], tmp_path / "jobs", environ=dict(os.environ)
+        )
+        jobs.start_executor()
+        await jobs.wait_for_executor()
         load.start()
+        jobs.start()
         phases: list[Phase] = []
         try:
             baseline = Phase("baseline", time.monotonic())
@@ -184,7 +221,10 @@ async def test_the_stack_serves_through_every_fault_and_loses_nothing(tmp_path: 
                 phases.append(phase)
         finally:
             await load.stop()
+            await jobs.stop()
         health = await check_health(stack.stack.addresses)
+        job_report = await jobs.check()
+        await jobs.close()
         answered = {s.request_id for s in load.samples if s.outcome == "answered"}
         ledger = await _ledger(stack, answered)
         logs = {name: stack.logs(name, 15) for name in ("gateway", "profiler")}
@@ -193,6 +233,11 @@ async def test_the_stack_serves_through_every_fault_and_loses_nothing(tmp_path: 
     ledger["settle_failures_logged"] = gateway_log.count("could not settle a reservation")
 
     summaries = [summarise(p, load.samples) for p in phases]
+    for summary, phase in zip(summaries, phases, strict=True):
+        during = [s for s in jobs.submissions if phase.started <= s.started < phase.ended]
+        summary["jobs_submitted"] = len(during)
+        summary["jobs_retried"] = sum(1 for s in during if s.attempts > 1)
+        summary["jobs_never_accepted"] = sum(1 for s in during if not s.job_id)
     unclear = [s for s in load.samples if s.outcome == "unclear"]
     report = {
         "what": "fault suite: steady load through both front doors while each fault is injected",
@@ -204,17 +249,25 @@ async def test_the_stack_serves_through_every_fault_and_loses_nothing(tmp_path: 
             "upstream": "llmproxy.gateway.fake_upstream (answers at once)",
             "database": "PostgreSQL 15 (fresh database) behind a pausable TCP proxy",
             "nats": "nats-server with JetStream (private, restartable)",
+            "jobs": "one GPU job (1 slot, 1 s) every 2 s, retried with its idempotency key "
+            "until accepted; a process executor (llmproxy executor run --kind process) runs them",
+            "reservation_ttl": "40s (swept every 2s)",
             "stack_start_s": round(started_in, 1),
         },
         "requests": len(load.samples),
         "unclear": len(unclear),
         "ledger": ledger,
+        "jobs": job_report,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "health_after": health,
         "faults": summaries,
         "total_s": round(time.monotonic() - began, 1),
     }
     await asyncio.to_thread(_write, REPORT, json.dumps(report, indent=2) + "\n")
-    print(f"\n{_table(summaries)}\nledger: {json.dumps(ledger)[:600]}\nreport: {REPORT}")
+    print(
+        f"\n{_table(summaries)}\nledger: {json.dumps(ledger)[:600]}\n"
+        f"jobs: {json.dumps(job_report)[:600]}\nreport: {REPORT}"
+    )
 
     assert not unclear, f"requests without a clear outcome: {unclear[:5]}"
     assert all(p["recovery_s"] is not None for p in summaries), _table(summaries)
@@ -222,3 +275,10 @@ async def test_the_stack_serves_through_every_fault_and_loses_nothing(tmp_path: 
     assert not ledger["missing_from_ledger"], f"answered but never billed: {ledger}\n{logs}"
     assert not ledger["recorded_twice"], f"billed twice: {ledger}"
     assert ledger["spend_used_nanousd"] == ledger["ledger_cost_nanousd"], ledger
+    assert ledger["spend_reserved_nanousd"] == 0, ledger
+    assert job_report["accepted"] > 0, job_report
+    assert not job_report["lost"], f"jobs lost: {job_report}"
+    assert not job_report["run_twice"], f"jobs run twice: {job_report}"
+    assert not job_report["not_completed"], f"jobs not completed: {job_report}"
+    assert not job_report["unknown_jobs_in_pool"], f"jobs nobody submitted: {job_report}"
+    assert not job_report["unknown_jobs_run"], f"jobs nobody submitted ran: {job_report}"

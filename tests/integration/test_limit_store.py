@@ -14,7 +14,7 @@ from llmproxy.gateway.limits import Amounts, LimitExceededError, Who
 from llmproxy.gateway.reservations import LimitGuard, Reservation
 from llmproxy.gateway.store import SqlLimitStore
 from llmproxy.platform.db import create_engine, session_factory
-from llmproxy.platform.db.models import LimitCounter, LimitReservation
+from llmproxy.platform.db.models import LimitCounter, LimitReservation, UsageRecord
 
 WHO = Who("acme", "acme:web", "k1", "alice")
 
@@ -66,12 +66,52 @@ async def test_two_gateways_admit_exactly_the_budget_and_a_dead_ones_hold_expire
         async with sessions[0]() as session:
             assert await session.scalar(select(func.count()).select_from(LimitReservation)) == 0
 
-        # a gateway that was only slow settles late: its use counts, its hold is not freed twice
+        # a gateway that was only slow settles late: the sweeper already counted it (from
+        # the ledger, empty here), so nothing moves twice
         await admitted[4].settle(Amounts(requests=1))
-        assert await _counter(sessions[0]) == (5, 0)
+        assert await _counter(sessions[0]) == (4, 0)
         with pytest.raises(LimitExceededError):
-            await guards[0].reserve(WHO, Amounts(requests=6))
-        await guards[0].reserve(WHO, Amounts(requests=5))
+            await guards[0].reserve(WHO, Amounts(requests=7))
+        await guards[0].reserve(WHO, Amounts(requests=6))
     finally:
         for engine in engines:
             await engine.dispose()
+
+
+async def test_settling_twice_counts_once_and_a_dead_gateways_answer_is_counted_from_the_ledger(
+    db_url: str,
+) -> None:
+    engine = create_engine(db_url)
+    try:
+        sessions = session_factory(engine)
+        await admin.create_tenant(sessions, "acme")
+        await admin.set_limit(
+            sessions, tenant="acme", metric="cost_nanousd", window="day", amount=10**9
+        )
+        clock = [datetime.now(UTC)]
+        store = SqlLimitStore(sessions)
+        guard = LimitGuard(store, reservation_ttl_s=60, clock=lambda: clock[0])
+        settled = await guard.reserve(WHO, Amounts(cost_nanousd=500), request_id="req-settled")
+        await settled.settle(Amounts(cost_nanousd=300))
+        # the same settlement again, as a retry after a lost COMMIT acknowledgement would
+        await store.settle(settled.claims, Amounts(cost_nanousd=300), reservation_id=settled.id)
+        assert await _counter(sessions) == (300, 0)
+
+        # a gateway answers (the profiler records it) and is killed before settling
+        await guard.reserve(WHO, Amounts(cost_nanousd=500), request_id="req-orphan")
+        await guard.reserve(WHO, Amounts(cost_nanousd=500), request_id="req-never-answered")
+        async with sessions.begin() as session:
+            session.add(
+                UsageRecord(
+                    event_id="ev-1", request_id="req-orphan", tenant_id="acme", app_id="acme:web",
+                    provider="p", model="m", input_tokens=12, output_tokens=7, cost_nanousd=260,
+                    cache_outcome="CACHE_OUTCOME_MISS", context_strategy="CONTEXT_STRATEGY_NONE",
+                    tokens_sent=12, tokens_full_history=12, created_at=clock[0],
+                )
+            )  # fmt: skip
+        assert await _counter(sessions) == (300, 1000)
+        clock[0] += timedelta(seconds=61)
+        assert await guard.sweep() == 2
+        assert await _counter(sessions) == (560, 0)
+    finally:
+        await engine.dispose()
