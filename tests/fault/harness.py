@@ -129,8 +129,10 @@ def _environment(
             "LLMPROXY_PROVIDER_TIMEOUT": "10s",
             # a reservation whose gateway was killed is released (and counted from the
             # ledger) within the run, not after the default 15 minutes; it must outlive a
-            # request: provider_timeout x (retries + 1) = 30 s
+            # request: provider_timeout x (retries + 1) = 30 s, plus the longest wait for a
+            # capacity-limited model's slot
             "LLMPROXY_RESERVATION_TTL": "40s",
+            "LLMPROXY_QUEUE_MAX_WAIT": "5s",
             "LLMPROXY_RESERVATION_SWEEP_INTERVAL": "2s",
             # services (re)started while the database is away keep trying for ~30 s
             "LLMPROXY_CONNECT_RETRIES": "8",
