@@ -38,3 +38,36 @@ def test_router_smoke_reports_held_out_domains_only(tmp_path: Path) -> None:
     assert curve[0]["router_accuracy"] == pytest.approx(result["accuracy"]["cheap"], abs=1e-3)
     assert curve[-1]["router_accuracy"] == pytest.approx(result["accuracy"]["strong"], abs=1e-3)
     assert "strong share" in proc.stdout
+
+
+def test_router_latency_smoke_reports_the_embedding_path_and_the_deployed_router(
+    tmp_path: Path,
+) -> None:
+    if not DEFAULT_DATA_DIR.is_dir():
+        pytest.skip(f"{DEFAULT_DATA_DIR} is absent (shared routing data not checked out)")
+    out = tmp_path / "router_latency.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "router" / "run.py"),
+            "--latency-only",
+            "--smoke",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    path = result["decision_latency"]
+    assert path["router_uses_embedding"] and path["router"].startswith("embedding path")
+    deployed = result["deployed_router"]
+    timing = deployed["decision_latency"]
+    assert timing["router_uses_embedding"] == (deployed["chosen_setting"]["embedding_weight"] > 0)
+    for part in ("embedding", "classifier", "decision_as_gateway"):
+        assert timing[part]["samples"] == path[part]["samples"] > 0
+    assert len(timing["load_average_1_5_15"]) == 3
+    assert "deployed router" in proc.stdout

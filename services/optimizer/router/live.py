@@ -2,8 +2,8 @@
 
 Every gateway replica subscribes to ``policy.updated`` as a broadcast, so an activation
 reaches all of them within the bus's delivery time; no restart. A request asks
-:meth:`LiveRouter.advise` once: the prompt's first 16 tokens are embedded (in a worker
-thread: CPU work, ~3.5 ms on one core) — skipped when the router gives the embedding no
+:meth:`LiveRouter.advise` once: the prompt's first 12 tokens are embedded (in a worker
+thread: CPU work, ~3.2 ms on one core) — skipped when the router gives the embedding no
 weight — and the router predicts, from that and the prompt's text features, each
 candidate's chance of a correct answer.
 """

@@ -57,6 +57,37 @@ def test_a_text_past_the_models_length_is_cut_not_refused(embedder: Embedder) ->
     assert embedder.embed(["word " * 2000]).shape == (1, DIMENSIONS)
 
 
+@pytest.mark.parametrize("max_tokens", [8, 16, 256])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Which of the following is true of the function f(x) = x^2 + 1? " * 80,
+        "a " * 10 + "y" * 3000 + " b c",  # the head ends in one long word: whole text used
+        "caf\u00e9 na\u00efve \u4e2d\u6587\u5b57 r\u00e9sum\u00e9\t\n" * 300,
+        "ab\x1ccd " * 400,  # a separator the tokenizer deletes (not a place to cut)
+        "\u200b " * 600 + "real words come only after many empty ones " * 10,
+    ],
+)
+def test_a_long_text_is_tokenized_from_its_head_with_the_same_ids(
+    max_tokens: int, text: str
+) -> None:
+    embedder = Embedder(max_tokens=max_tokens)
+    embedder.embed(["load"])
+    whole = embedder._tokenizer.encode(text)
+    vector = embedder.embed([text])[0]
+    ids = np.array([whole.ids])
+    mask = np.array([whole.attention_mask])
+    (hidden,) = embedder._session.run(
+        ["last_hidden_state"],
+        {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
+    )
+    expected = hidden[0].mean(axis=0)
+    expected /= np.linalg.norm(expected)
+    assert np.array_equal(vector, expected.astype(np.float32)) or np.allclose(
+        vector, expected, atol=1e-6
+    )
+
+
 def test_stored_bytes_round_trip_and_foreign_sizes_read_as_missing() -> None:
     vector = WordHashEmbedder().embed(["round trip"])[0]
     assert np.array_equal(vector_from_bytes(vector_to_bytes(vector)), vector)
