@@ -24,6 +24,13 @@ from tests.integration.test_scheduler_service import (
 pytestmark = pytest.mark.nats
 
 
+def _json(out: str) -> dict[str, object]:
+    """The CLI's JSON line; the in-process executor agent's log lines share the captured stdout."""
+    (line,) = [line for line in out.splitlines() if line.startswith("{")]
+    loaded: dict[str, object] = json.loads(line)
+    return loaded
+
+
 async def test_the_jobs_cli_finds_and_cancels_only_its_owners_jobs(
     nats_url: str,
     sqlite_db_url: str,
@@ -47,7 +54,7 @@ async def test_the_jobs_cli_finds_and_cancels_only_its_owners_jobs(
                 await wait_for_executor(stub, "local")
                 code, out, _ = await cli("jobs", "submit", "--size", "30", "--json", "sleep 30")
                 assert code == 0
-                job = json.loads(out)
+                job = _json(out)
                 assert job["owner"] == "alice"  # submit's default owner is $USER
                 job_id = job["jobId"]
                 await wait_for(stub, job_id, is_state(scheduler_pb2.JOB_STATE_RUNNING))
@@ -67,12 +74,12 @@ async def test_the_jobs_cli_finds_and_cancels_only_its_owners_jobs(
 
                 # $USER (the owner submit used) and --any-owner find it; --owner alice cancels.
                 code, out, _ = await cli("jobs", "get", job_id, "--json")
-                assert code == 0 and json.loads(out)["state"] == "JOB_STATE_RUNNING"
+                assert code == 0 and _json(out)["state"] == "JOB_STATE_RUNNING"
                 monkeypatch.setenv("USER", "bob")
                 code, _, _ = await cli("jobs", "get", job_id)
                 assert code == 1
                 code, out, _ = await cli("jobs", "get", job_id, "--any-owner", "--json")
-                assert code == 0 and json.loads(out)["jobId"] == job_id
+                assert code == 0 and _json(out)["jobId"] == job_id
                 code, _, _ = await cli("jobs", "cancel", job_id, "--owner", "alice")
                 assert code == 0
                 await wait_for(stub, job_id, is_state(scheduler_pb2.JOB_STATE_CANCELLED))
