@@ -1,14 +1,12 @@
 """The PCS benchmarks run end to end at smoke size and write their JSON where they are told
 (never over the committed full results)."""
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from llmproxy.scheduler.sim import DEFAULT_DATA_DIR, trace_path
+from tests.bench.runner import run_bench
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,17 +17,10 @@ def _run(script: str, *args: str, out: Path) -> dict:
         pytest.skip(f"{trace} is absent (shared PCS data not checked out)")
     committed = ROOT / "bench" / "results"
     before = {p.name: p.stat().st_mtime_ns for p in committed.glob("pcs_*.json")}
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "pcs" / script), *args, "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    result, _ = run_bench(f"pcs/{script}", *args, out=out, timeout=120)
     after = {p.name: p.stat().st_mtime_ns for p in committed.glob("pcs_*.json")}
     assert after == before, "a smoke run rewrote the committed results"
-    return json.loads(out.read_text())
+    return result
 
 
 def test_speed_smoke_times_every_run(tmp_path):
@@ -64,27 +55,18 @@ def test_context_bench_smoke_reports_recall_tokens_and_build_latency(tmp_path):
     committed = ROOT / "bench" / "results"
     before = {p.name: p.stat().st_mtime_ns for p in committed.glob("context*.json")}
     out = tmp_path / "context.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "context" / "run.py"),
-            "--smoke",
-            "--per-cell",
-            "1",
-            "--builds",
-            "20",
-            "--out",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    result, _ = run_bench(
+        "context/run.py",
+        "--smoke",
+        "--per-cell",
+        "1",
+        "--builds",
+        "20",
+        out=out,
         timeout=300,
     )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     after = {p.name: p.stat().st_mtime_ns for p in committed.glob("context*.json")}
     assert after == before, "a smoke run rewrote the committed results"
-    result = json.loads(out.read_text())
     strategies = result["strategies"]
     assert strategies["full"]["recall"] == 1.0 and strategies["full"]["token_ratio_20plus"] == 1.0
     assert 0 < strategies["relevant k=4"]["token_ratio_20plus"] < 1
