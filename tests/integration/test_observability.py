@@ -29,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from llmproxy.platform.processes import free_port
 from llmproxy.v1 import gateway_pb2, gateway_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc
-from tests.support.services import ServiceProcess, health, service_env
+from tests.support.services import ServiceProcess, service_env, start_together
 from tests.unit.platform.test_dashboard import DASHBOARD, family, panel_queries
 
 pytestmark = pytest.mark.nats
@@ -145,16 +145,7 @@ def stack(
         service.env = {**env, **addresses, "LLMPROXY_METRICS_PORT": str(metrics[name])}
     services["gateway"].env["LLMPROXY_HTTP_PORT"] = str(http_port)
     try:
-        for service in services.values():
-            service.start(wait=False)
-        deadline = time.monotonic() + 120
-        for service in services.values():
-            while health(service.address) != "SERVING":
-                assert service.process is not None and service.process.poll() is None, (
-                    f"{service.name} exited:\n{service.log.read_text()[-3000:]}"
-                )
-                assert time.monotonic() < deadline, f"{service.name} did not start in time"
-                time.sleep(0.1)
+        start_together(services)
         yield Stack(services, metrics, f"http://127.0.0.1:{http_port}/v1")
     finally:
         for service in services.values():

@@ -40,7 +40,7 @@ from tests.support.fake_graph import (
     status_update,
     text_message,
 )
-from tests.support.services import ServiceProcess, health, service_env
+from tests.support.services import ServiceProcess, service_env, start_together
 
 pytestmark = [pytest.mark.nats, pytest.mark.postgres]
 
@@ -183,16 +183,7 @@ def _running_stack(
     # profiles reach the gateway's selection (and its Quote) within a fraction of a second
     services["profiler"].env["LLMPROXY_PROFILE_PUBLISH_INTERVAL"] = "200ms"
     try:
-        for service in services.values():
-            service.start(wait=False)
-        deadline = time.monotonic() + 120
-        for service in services.values():
-            while health(service.address) != "SERVING":
-                assert service.process is not None and service.process.poll() is None, (
-                    f"{service.name} exited:\n{service.log.read_text()[-3000:]}"
-                )
-                assert time.monotonic() < deadline, f"{service.name} did not start in time"
-                time.sleep(0.1)
+        start_together(services)
         whatsapp = services["whatsapp"]
         yield Stack(f"http://127.0.0.1:{webhook_port}/webhook", graph, postgres_db_url, whatsapp)
     finally:

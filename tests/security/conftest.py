@@ -20,7 +20,6 @@ import secrets
 import shutil
 import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from tests.support.databases import postgres_admin_url, require_postgres
 from tests.support.fake_graph import PHONE_NUMBER_ID, FakeGraphServer
 from tests.support.fake_openai import Behaviour, FakeOpenAIServer
 from tests.support.nats_server import nats_server_binary
-from tests.support.services import LLMPROXY, ServiceProcess, health, service_env
+from tests.support.services import LLMPROXY, ServiceProcess, service_env, start_together
 
 SERVICES = ("profiler", "context", "cache", "scheduler", "gateway", "whatsapp")
 PROVIDER_KEY_ENV = "SECURITY_TEST_PROVIDER_KEY"
@@ -227,16 +226,7 @@ def secure_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureSta
             }
         )
         # all ports are known before anything starts: every service starts at once
-        for service in services.values():
-            service.start(wait=False)
-        deadline = time.monotonic() + 120
-        for service in services.values():
-            while health(service.address) != "SERVING":
-                assert service.process is not None and service.process.poll() is None, (
-                    f"{service.name} exited:\n{service.log.read_text()[-3000:]}"
-                )
-                assert time.monotonic() < deadline, f"{service.name} did not start in time"
-                time.sleep(0.1)
+        start_together(services)
         yield SecureStack(
             db_url=db_url,
             keys=keys,

@@ -91,3 +91,18 @@ def run_services(names: list[str], env: Mapping[str, str], logs: Path) -> dict[s
         extra = {f"LLMPROXY_{n.upper()}_ADDR": s.address for n, s in started.items()}
         started[name] = ServiceProcess(name, {**env, **extra}, logs / f"{name}.log").start()
     return started
+
+
+def start_together(services: Mapping[str, ServiceProcess], timeout_s: float = 120) -> None:
+    """Start every service at once (their ports are known up front) and wait until each one's
+    health check says SERVING; a service that exits fails with the end of its log."""
+    for service in services.values():
+        service.start(wait=False)
+    deadline = time.monotonic() + timeout_s
+    for service in services.values():
+        while health(service.address) != "SERVING":
+            assert service.process is not None and service.process.poll() is None, (
+                f"{service.name} exited:\n{service.log.read_text()[-3000:]}"
+            )
+            assert time.monotonic() < deadline, f"{service.name} did not start in time"
+            time.sleep(0.1)
