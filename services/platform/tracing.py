@@ -224,16 +224,25 @@ async def _code_of(call: Any) -> grpc.StatusCode | None:
         return grpc.StatusCode.UNKNOWN
 
 
+async def _start_call(
+    continuation: Any, details: grpc.aio.ClientCallDetails, request: Any
+) -> tuple[Span, Any]:
+    """Open the call's client span and start the call with the trace context in its metadata;
+    a call that fails to start ends its span at once."""
+    span = _client_span(details)
+    try:
+        call = await continuation(_with_trace_context(details, span), request)
+    except BaseException:
+        _end_rpc_span(span, grpc.StatusCode.UNKNOWN)
+        raise
+    return span, call
+
+
 class _UnaryUnaryTracing(grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(
         self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails, request: Any
     ) -> Any:
-        span = _client_span(client_call_details)
-        try:
-            call = await continuation(_with_trace_context(client_call_details, span), request)
-        except BaseException:
-            _end_rpc_span(span, grpc.StatusCode.UNKNOWN)
-            raise
+        span, call = await _start_call(continuation, client_call_details, request)
         _end_rpc_span(span, await _code_of(call))
         return call
 
@@ -242,12 +251,7 @@ class _UnaryStreamTracing(grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(
         self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails, request: Any
     ) -> Any:
-        span = _client_span(client_call_details)
-        try:
-            call = await continuation(_with_trace_context(client_call_details, span), request)
-        except BaseException:
-            _end_rpc_span(span, grpc.StatusCode.UNKNOWN)
-            raise
+        span, call = await _start_call(continuation, client_call_details, request)
 
         def done(finished: Any) -> None:
             try:
