@@ -14,7 +14,8 @@ import random
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -196,6 +197,20 @@ class RetryPolicy:
     retries: int = 2
     base_delay_s: float = 0.2
     max_delay_s: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Escalation:
+    """A cascade's second call, decided and reserved; the cheap call is already billed."""
+
+    #: the cheap model's reply (its call settled and recorded)
+    first: gateway_pb2.AskReply
+    #: why the cheap answer was not kept ("<policy>: <model> answered but <check>")
+    verdict: str
+    #: the call to the stronger model
+    second: Prepared
+    #: the second call's own reservation
+    reservation: Reservation | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,10 +480,8 @@ class AskFlow:
             result = await self._complete(prepared)
             await self._release(admission, failed=False)
         except BaseException as exc:
-            self._settle(reservation, Amounts(requests=1))
-            _observe_failure(prepared)
             message = exc.message if isinstance(exc, LLMProxyError) else "cancelled"
-            self._publish(failure_event(self._catalog, prepared, message, self._source))
+            self._fail(prepared, reservation, message)
             # last: it may wait on the scheduler (the bookkeeping above must not)
             await self._release(admission, failed=True, error=message)
             raise
@@ -478,6 +491,7 @@ class AskFlow:
         if escalated is not None:
             return escalated
         self._finish(prepared, reservation, result, reply)
+        _observe(reply, "answered")
         return reply
 
     async def ask_stream(
@@ -504,6 +518,10 @@ class AskFlow:
         parts: list[str] = []
         finished = False
         admission: Admission | None = None
+        # a cascade's cheap answer is held back until it passes the answer check: once its
+        # text went out, a stronger answer could not replace it
+        hold = self._may_escalate(prepared)
+        escalation: _Escalation | None = None
         try:
             # a capacity-limited model: the accepted message carries the queue's ETA, then
             # the request waits its turn
@@ -522,18 +540,75 @@ class AskFlow:
             async for event in self._stream(prepared, parts):
                 if event.result is not None:
                     result = event.result
-                elif event.delta:
+                elif event.delta and not hold:
                     yield gateway_pb2.AskChunk(delta=event.delta)
             assert result is not None  # the provider port always ends with a result
             await self._release(admission, failed=False)
             reply = reply_for(self._catalog, prepared, result)
             _queued_eta(reply.eta, admission)
-            self._finish(prepared, reservation, result, reply)
+            admission = None
+            if hold:
+                escalation = await self._escalate(prepared, reservation, result, reply)
+            # from here the cheap call is billed (an escalation billed it and keeps the
+            # second call's books itself)
             finished = True
-            yield gateway_pb2.AskChunk(final=reply)
+            if escalation is None:
+                self._finish(prepared, reservation, result, reply)
+                _observe(reply, "answered")
+                for delta in parts if hold else ():
+                    yield gateway_pb2.AskChunk(delta=delta)
+                yield gateway_pb2.AskChunk(final=reply)
         finally:
             if not finished:
                 self._abandon(prepared, reservation, parts)
+                await self._release(admission, failed=True, error="stream ended early")
+        if escalation is not None:
+            # closed with this stream, so a caller who leaves has the second call settled
+            async with aclosing(self._stream_escalation(escalation, held=parts)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+
+    async def _stream_escalation(
+        self, escalation: _Escalation, held: list[str]
+    ) -> AsyncGenerator[gateway_pb2.AskChunk, None]:
+        """The stronger model's answer streamed live, then the reply for both calls.
+
+        Should it fail before any of its text went out, the cheap answer (``held``, its
+        deltas) stands, as in Ask."""
+        second = escalation.second
+        parts: list[str] = []
+        finished = False
+        admission: Admission | None = None
+        try:
+            try:
+                admission = await self._admit(second)
+                if admission is not None:
+                    await self._wait_turn(admission)
+                result: ChatResult | None = None
+                async for event in self._stream(second, parts):
+                    if event.result is not None:
+                        result = event.result
+                    elif event.delta:
+                        yield gateway_pb2.AskChunk(delta=event.delta)
+                assert result is not None  # the provider port always ends with a result
+            except Exception as exc:
+                if parts:
+                    raise  # its text went out: the stream fails (and bills what it got)
+                message = exc.message if isinstance(exc, LLMProxyError) else str(exc)
+                first = self._escalation_failed(escalation, message)
+                finished = True
+                await self._release(admission, failed=True, error=message)
+                for delta in held:
+                    yield gateway_pb2.AskChunk(delta=delta)
+                yield gateway_pb2.AskChunk(final=first)
+                return
+            await self._release(admission, failed=False)
+            final = self._escalated(escalation, result)
+            finished = True
+            yield gateway_pb2.AskChunk(final=final)
+        finally:
+            if not finished:
+                self._abandon(second, escalation.reservation, parts)
                 await self._release(admission, failed=True, error="stream ended early")
 
     # -- queues of capacity-limited models ---------------------------------------------------
@@ -570,25 +645,34 @@ class AskFlow:
 
     # -- cascade: a weak cheap answer is asked again of the next model -----------------------
 
-    async def _cascade(
+    @staticmethod
+    def _may_escalate(prepared: Prepared) -> bool:
+        """A cascade with a stronger model to ask: its cheap answer is checked first."""
+        choice = prepared.choice
+        return (
+            isinstance(choice, Selection)
+            and choice.policy.startswith("cascade:")
+            and bool(choice.escalation)
+        )
+
+    async def _escalate(
         self,
         prepared: Prepared,
         reservation: Reservation | None,
         result: ChatResult,
         reply: gateway_pb2.AskReply,
-    ) -> gateway_pb2.AskReply | None:
-        """When a cascade's cheap answer fails the answer check, ask the next model.
+    ) -> _Escalation | None:
+        """When a cascade's cheap answer fails the answer check, the call to the next model.
 
-        Both calls are billed: the cheap one settles and is recorded (``llm.completed``) as
-        answered, the second is reserved on its own (a limit that cannot take it keeps the
-        cheap answer) and recorded under the same request id; the reply carries the sum.
-        None when there is nothing to escalate (the caller gets ``reply``).
+        Both calls are billed: the cheap one is settled and recorded (``llm.completed``) as
+        answered here, the second is reserved on its own (a limit that cannot take it keeps
+        the cheap answer) and recorded under the same request id. None when there is
+        nothing to escalate (the caller gets ``reply``; the cheap call is not finished).
         """
+        if not self._may_escalate(prepared) or prepared.answered_by is not None:
+            return None  # no cascade, nothing stronger is eligible, or a fallback answered
+        assert isinstance(prepared.choice, Selection)
         choice = prepared.choice
-        if not isinstance(choice, Selection) or not choice.policy.startswith("cascade:"):
-            return None
-        if prepared.answered_by is not None or not choice.escalation:
-            return None  # a fallback answered, or nothing stronger is eligible
         why = answer_needs_escalation(result.text, result.finish_reason)
         if not why:
             return None
@@ -615,16 +699,13 @@ class AskFlow:
         cache_key, prepared.cache_key = prepared.cache_key, ""  # never cache the weak answer
         self._finish(prepared, reservation, result, reply)
         option = next((o for o in choice.options if o.model.name == target.name), None)
-        reason = (
-            f"{choice.policy}: {choice.model.name} answered but {why}; escalated to "
-            f"{target.name} (both calls billed)"
-        )
+        verdict = f"{choice.policy}: {choice.model.name} answered but {why}"
         second = replace(
             prepared,
             choice=replace(
                 choice,
                 model=target,
-                reason=reason,
+                reason=f"{verdict}; escalated to {target.name} (both calls billed)",
                 escalated=True,
                 predicted_quality=option.predicted_quality if option else target.quality,
                 escalation=choice.escalation[1:],
@@ -636,6 +717,47 @@ class AskFlow:
             fallback_reason="",
             cache_key=cache_key,
         )
+        return _Escalation(first=reply, verdict=verdict, second=second, reservation=extra)
+
+    def _escalated(self, escalation: _Escalation, result: ChatResult) -> gateway_pb2.AskReply:
+        """The stronger model answered: its call billed and recorded, the reply the sum."""
+        first = escalation.first
+        final = reply_for(self._catalog, escalation.second, result)
+        self._finish(escalation.second, escalation.reservation, result, final)
+        # the caller pays for both answers: the reply says so
+        final.cost.cost_nanousd += first.cost.cost_nanousd
+        final.cost.saved_nanousd = final.cost.reference_cost_nanousd - final.cost.cost_nanousd
+        final.usage.input_tokens += first.usage.input_tokens
+        final.usage.output_tokens += first.usage.output_tokens
+        final.usage.cached_input_tokens += first.usage.cached_input_tokens
+        final.latency.FromNanoseconds(first.latency.ToNanoseconds() + final.latency.ToNanoseconds())
+        _observe(final, "answered")
+        return final
+
+    def _escalation_failed(self, escalation: _Escalation, message: str) -> gateway_pb2.AskReply:
+        """The stronger model failed before any of its text went out: the cheap answer stands."""
+        self._settle(escalation.reservation, Amounts(requests=1))
+        self._publish(failure_event(self._catalog, escalation.second, message, self._source))
+        first = escalation.first
+        first.choice.reason = (
+            f"{escalation.verdict}; escalating to {escalation.second.choice.model.name} "
+            f"failed ({message}): the first answer stands"
+        )
+        _observe(first, "answered")
+        return first
+
+    async def _cascade(
+        self,
+        prepared: Prepared,
+        reservation: Reservation | None,
+        result: ChatResult,
+        reply: gateway_pb2.AskReply,
+    ) -> gateway_pb2.AskReply | None:
+        """Ask's escalation (``_escalate``) run to its reply; None when there is none."""
+        escalation = await self._escalate(prepared, reservation, result, reply)
+        if escalation is None:
+            return None
+        second = escalation.second
         admission: Admission | None = None
         try:
             admission = await self._admit(second)
@@ -644,24 +766,15 @@ class AskFlow:
             better = await self._complete(second)
             await self._release(admission, failed=False)
         except Exception as exc:
-            self._settle(extra, Amounts(requests=1))
             message = exc.message if isinstance(exc, LLMProxyError) else str(exc)
-            self._publish(failure_event(self._catalog, second, message, self._source))
+            first = self._escalation_failed(escalation, message)
             await self._release(admission, failed=True, error=message)
-            reply.choice.reason = f"{reason[: reason.index('; escalated')]}; escalating to "
-            reply.choice.reason += f"{target.name} failed ({message}): the first answer stands"
-            return reply
-        final = reply_for(self._catalog, second, better)
-        self._finish(second, extra, better, final)
-        # the caller pays for both answers: the reply says so
-        final.cost.cost_nanousd += reply.cost.cost_nanousd
-        final.cost.saved_nanousd = final.cost.reference_cost_nanousd - final.cost.cost_nanousd
-        final.usage.input_tokens += reply.usage.input_tokens
-        final.usage.output_tokens += reply.usage.output_tokens
-        final.usage.cached_input_tokens += reply.usage.cached_input_tokens
-        total = reply.latency.ToNanoseconds() + final.latency.ToNanoseconds()
-        final.latency.FromNanoseconds(total)
-        return final
+            return first
+        except BaseException:  # cancelled: the cheap call stays billed, the second is not
+            self._fail(second, escalation.reservation, "cancelled")
+            await self._release(admission, failed=True, error="cancelled")
+            raise
+        return self._escalated(escalation, better)
 
     def _abandon(
         self, prepared: Prepared, reservation: Reservation | None, parts: list[str]
@@ -685,6 +798,12 @@ class AskFlow:
             )
         )
 
+    def _fail(self, prepared: Prepared, reservation: Reservation | None, message: str) -> None:
+        """A call that produced nothing: nothing billed, the request counted as failed."""
+        self._settle(reservation, Amounts(requests=1))
+        _observe_failure(prepared)
+        self._publish(failure_event(self._catalog, prepared, message, self._source))
+
     def _finish(
         self,
         prepared: Prepared,
@@ -692,11 +811,14 @@ class AskFlow:
         result: ChatResult,
         reply: gateway_pb2.AskReply,
     ) -> None:
+        """One provider call answered: its tokens and spend counted, settled and recorded.
+
+        The request itself is observed (``_observe``) once, by whoever returns its reply: an
+        escalated request makes two calls but is one ask."""
         model = reply.choice.model
         TOKENS.labels(model, "input").inc(result.input_tokens)
         TOKENS.labels(model, "output").inc(result.output_tokens)
         SPEND.labels(model).inc(reply.cost.cost_nanousd)
-        _observe(reply, "answered")
         self._settle(reservation, actual_amounts(result, reply.cost.cost_nanousd))
         self._publish(completed_event(prepared, reply, self._source))
         self._remember(prepared, model)

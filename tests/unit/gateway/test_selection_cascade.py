@@ -1,16 +1,24 @@
 """The cascade on the Ask path: a cheap answer that fails the answer check is asked again of
 the next model; the reply says so and carries the cost of both calls, each call is
-recorded; a good cheap answer, or no cascade asked for, is not escalated. Also the router's
-expected-gain rule in the pure selection."""
+recorded; a good cheap answer, or no cascade asked for, is not escalated. AskStream does
+the same, holding the cheap text back until it passed the check; an escalated request is
+one ask in the metrics. Also the router's expected-gain rule in the pure selection."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from prometheus_client import REGISTRY
 
 from llmproxy.gateway.ask import AskFlow, Caller
 from llmproxy.gateway.catalog import load_catalog
 from llmproxy.gateway.core import TOKENS_PER_MESSAGE
+from llmproxy.gateway.limits import LimitRule
 from llmproxy.gateway.providers.fake import FakeProvider
+from llmproxy.gateway.providers.port import ChatRequest, StreamEvent
+from llmproxy.gateway.reservations import InMemoryLimitStore, LimitGuard
 from llmproxy.gateway.selection import Preferences, RouterAdvice, select_model
 from llmproxy.platform.bus.memory import InMemoryBus
 from llmproxy.platform.bus.port import Envelope
@@ -43,7 +51,20 @@ class Router:
         return RouterAdvice("v1", threshold, {CHEAP: 0.9, STRONG: 0.95}, rule=self.rule)
 
 
-async def _flow(cheap_answer: str, *, rule: str = "confidence"):  # type: ignore[no-untyped-def]
+class WatchedProvider(FakeProvider):
+    """Notes when it has streamed its whole answer (tells live deltas from held-back ones)."""
+
+    streamed_all = False
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        async for event in super().stream(request):
+            yield event
+        self.streamed_all = True
+
+
+async def _flow(  # type: ignore[no-untyped-def]
+    cheap_answer: str, *, rule: str = "confidence", limits: LimitGuard | None = None
+):
     bus = InMemoryBus()
     seen: list[events_pb2.LlmCompleted] = []
 
@@ -52,8 +73,8 @@ async def _flow(cheap_answer: str, *, rule: str = "confidence"):  # type: ignore
 
     await bus.subscribe(LLM_COMPLETED, record, consumer="test")
     providers = {
-        CHEAP: FakeProvider(CHEAP, answer=cheap_answer),
-        STRONG: FakeProvider(STRONG, answer="The capital of France is Paris."),
+        CHEAP: WatchedProvider(CHEAP, answer=cheap_answer),
+        STRONG: WatchedProvider(STRONG, answer="The capital of France is Paris."),
     }
     flow = AskFlow(
         catalog=load_catalog(None, environ={"OPENAI_API_KEY": "test"}),
@@ -61,6 +82,7 @@ async def _flow(cheap_answer: str, *, rule: str = "confidence"):  # type: ignore
         context=Context(),
         bus=bus,
         router=Router(rule),
+        limits=limits,
     )
     return flow, providers, seen
 
@@ -139,6 +161,135 @@ async def test_max_cost_that_cannot_pay_for_both_calls_keeps_the_cheap_answer() 
     )
     reply = await flow.ask(request, Caller("acme", "web"))
     assert reply.choice.model == CHEAP and providers[STRONG].requests == []
+
+
+# -- AskStream: the cheap text is held back until it passed the check ------------------------
+
+
+def _asks(outcome: str) -> float:
+    """llmproxy_ask_requests_total{outcome} now (0 before its first count)."""
+    value = REGISTRY.get_sample_value("llmproxy_ask_requests_total", {"outcome": outcome})
+    return value or 0.0
+
+
+def _sample(name: str, labels: dict[str, str]) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def _stream(  # type: ignore[no-untyped-def]
+    flow: AskFlow, providers, request: gateway_pb2.AskRequest
+) -> tuple[list[gateway_pb2.AskChunk], list[str], list[bool]]:
+    """The chunks, the deltas' texts, and per delta whether the cheap model had finished."""
+    chunks, deltas, cheap_done = [], [], []
+    async for chunk in flow.ask_stream(request, Caller("acme", "web")):
+        chunks.append(chunk)
+        if chunk.WhichOneof("kind") == "delta":
+            deltas.append(chunk.delta)
+            cheap_done.append(providers[CHEAP].streamed_all)
+    return chunks, deltas, cheap_done
+
+
+async def test_a_streamed_cheap_answer_that_gives_up_streams_only_the_strong_answer() -> None:
+    flow, providers, seen = await _flow("I don't know.")
+    chunks, deltas, _ = await _stream(flow, providers, _ask())
+    kinds = [c.WhichOneof("kind") for c in chunks]
+    assert kinds[0] == "accepted" and kinds[-1] == "final"
+    assert chunks[0].accepted.choice.model == CHEAP  # what was tried first
+    # the caller never sees the cheap model's text, only the strong one's, as it came
+    assert deltas == ["The ", "capital ", "of ", "France ", "is ", "Paris. "]
+    final = chunks[-1].final
+    assert (final.choice.model, final.choice.escalated) == (STRONG, True)
+    assert "could not answer" in final.choice.reason
+    await _events(flow, seen, 2)
+    cheap, strong = seen
+    assert cheap.request_id == strong.request_id == final.request_id
+    assert (cheap.choice.model, strong.choice.model) == (CHEAP, STRONG)
+    assert not cheap.error and not strong.error
+    assert final.cost.cost_nanousd == cheap.cost.cost_nanousd + strong.cost.cost_nanousd
+    assert final.usage.output_tokens == cheap.usage.output_tokens + strong.usage.output_tokens
+
+
+async def test_a_good_streamed_cheap_answer_is_sent_once_checked_and_not_escalated() -> None:
+    flow, providers, seen = await _flow("Paris is the capital.")
+    chunks, deltas, cheap_done = await _stream(flow, providers, _ask())
+    assert deltas == ["Paris ", "is ", "the ", "capital. "]
+    assert all(cheap_done)  # held back until the whole answer was there to check
+    final = chunks[-1].final
+    assert (final.choice.model, final.choice.escalated) == (CHEAP, False)
+    assert providers[STRONG].requests == []
+    await _events(flow, seen, 1)
+    assert [e.choice.model for e in seen] == [CHEAP]
+    assert final.cost.cost_nanousd == seen[0].cost.cost_nanousd
+
+
+async def test_without_a_cascade_a_streamed_weak_answer_goes_out_live_and_as_is() -> None:
+    flow, providers, _seen = await _flow("I don't know.")
+    chunks, deltas, cheap_done = await _stream(flow, providers, _ask(cascade=False))
+    assert [c.WhichOneof("kind") for c in chunks] == ["accepted", *["delta"] * 3, "final"]
+    assert deltas == ["I ", "don't ", "know. "]
+    assert not any(cheap_done)  # each delta went out while the model was still streaming
+    final = chunks[-1].final
+    assert (final.choice.model, final.choice.escalated) == (CHEAP, False)
+    assert providers[STRONG].requests == []
+
+
+async def test_a_failed_streamed_escalation_sends_the_held_cheap_answer() -> None:
+    flow, providers, seen = await _flow("I don't know.")
+    providers[STRONG].fail = "model overloaded"
+    chunks, deltas, _ = await _stream(flow, providers, _ask())
+    assert deltas == ["I ", "don't ", "know. "]
+    final = chunks[-1].final
+    assert (final.choice.model, final.choice.escalated) == (CHEAP, False)
+    assert "escalating to gpt-4o failed (model overloaded)" in final.choice.reason
+    await _events(flow, seen, 2)
+    assert [(e.choice.model, e.error) for e in seen] == [(CHEAP, False), (STRONG, True)]
+    assert final.cost.cost_nanousd == seen[0].cost.cost_nanousd
+
+
+async def test_a_caller_leaving_mid_escalation_settles_both_reservations() -> None:
+    store = InMemoryLimitStore([LimitRule("lim_1", "acme", "cost_nanousd", "day", 10**9)])
+    flow, _providers, seen = await _flow("I don't know.", limits=LimitGuard(store))
+    failed = _asks("failed")
+    stream = flow.ask_stream(_ask(), Caller("acme", "web"))
+    async for chunk in stream:
+        if chunk.WhichOneof("kind") == "delta":
+            break  # the first of the strong model's text: the caller hangs up
+    await stream.aclose()
+    await _events(flow, seen, 2)
+    cheap, strong = seen
+    assert not cheap.error and strong.error and strong.answer == "The "
+    # nothing stays reserved; what both calls generated is counted as used
+    assert store.open == {}
+    [(used, reserved)] = store.counters.values()
+    assert reserved == 0 and used == cheap.cost.cost_nanousd + strong.cost.cost_nanousd > 0
+    assert _asks("failed") == failed + 1  # one request, counted once
+
+
+# -- metrics: an escalated request is one ask --------------------------------------------------
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_an_escalated_request_counts_as_one_ask_and_both_calls_spend(
+    streamed: bool,
+) -> None:
+    flow, providers, _seen = await _flow("I don't know.")
+    answered = _asks("answered")
+    timed = _sample("llmproxy_ask_seconds_count", {"outcome": "answered"})
+    tokens = {
+        model: _sample("llmproxy_tokens_total", {"model": model, "direction": "output"})
+        for model in (CHEAP, STRONG)
+    }
+    if streamed:
+        final = (await _stream(flow, providers, _ask()))[0][-1].final
+    else:
+        final = await flow.ask(_ask(), Caller("acme", "web"))
+    assert final.choice.escalated
+    assert _asks("answered") == answered + 1
+    assert _sample("llmproxy_ask_seconds_count", {"outcome": "answered"}) == timed + 1
+    # the tokens are real spend: both models count theirs
+    for model, words in ((CHEAP, 3), (STRONG, 6)):
+        now = _sample("llmproxy_tokens_total", {"model": model, "direction": "output"})
+        assert now == tokens[model] + words
 
 
 # -- the expected-gain rule of the pure selection -------------------------------------------
