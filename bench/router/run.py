@@ -48,7 +48,7 @@ from llmproxy.optimizer.router.dataset import (  # noqa: E402
     load_mmlu,
 )
 from llmproxy.optimizer.router.embedding_cache import embed_cached  # noqa: E402
-from llmproxy.optimizer.router.features import TEXT_FEATURES  # noqa: E402
+from llmproxy.optimizer.router.features import TEXT_FEATURES, WORD_BUCKETS  # noqa: E402
 from llmproxy.optimizer.router.jobs import train_router  # noqa: E402
 from llmproxy.optimizer.router.live import advise_with  # noqa: E402
 from llmproxy.optimizer.router.model import (  # noqa: E402
@@ -349,7 +349,8 @@ def main() -> int:
         "router": {
             "features": (
                 f"{MODEL_ID} embedding of the prompt's first {ROUTING_MAX_TOKENS} tokens "
-                f"(384-d) + {len(TEXT_FEATURES)} text features (10 + degree-2 products)"
+                f"(384-d) + {len(TEXT_FEATURES)} text features (10 + degree-2 products) "
+                f"+ hashed words ({WORD_BUCKETS} CRC-32 buckets, binary, L2-normalised)"
             ),
             "classifier": "logistic regression per model (scikit-learn), P(correct)",
             "settings_offered": [st.describe() for st in DEFAULT_SETTINGS],
@@ -426,6 +427,7 @@ def latency_only(
         prompts=prompts,
         text_features=True,
         embedding_weight=1.0,
+        words_weight=1.0,
         regularization=0.01,
         rule="gain",
         embedding_max_tokens=ROUTING_MAX_TOKENS,
@@ -440,7 +442,8 @@ def latency_only(
     fit_s = time.perf_counter() - fit_started
     embedding_path = latency(sample, router)
     embedding_path["router"] = (
-        "embedding path: embedding x1 + text features (C=0.01, gain), fit on all the data; "
+        "embedding path: embedding x1 + text features + words x1 (C=0.01, gain), fit on all "
+        "the data; "
         "the slowest decision a router can need"
     )
     result = {
@@ -457,6 +460,7 @@ def latency_only(
             "chosen_setting": {
                 "regularization_C": deployed.metrics["regularization_C"],
                 "embedding_weight": deployed.metrics["embedding_weight"],
+                "words_weight": deployed.metrics.get("words_weight", 0.0),
                 "text_features": deployed.text_features,
                 "rule": deployed.rule,
                 "threshold": round(deployed.threshold, 4),

@@ -7,24 +7,44 @@ random on it). The shape of the question carries more and transfers: a calculati
 logic items. These ten numbers, with their pairwise products (degree-2 terms: 65 in all),
 are what the router adds to the embedding. Read over the prompt's first 4,000 characters,
 not a token window.
+
+The **words** block (:func:`word_buckets`) is a hashed bag of the prompt's words: each
+distinct word (letters and digits, case kept: "NOT" and "EXCEPT" mark a question type)
+falls in one of :data:`WORD_BUCKETS` buckets by CRC-32; the row is binary and
+L2-normalised. Strongly regularised, it picks up the wording of question types that recur
+across domains (a moral-judgement pair, a court case, "calculate") that ten shape numbers
+cannot name. The hash is the standard library's, so an artifact's buckets mean the same
+on every machine and version; a decision reads its words in ~0.1 ms.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 
-__all__ = ["TEXT_FEATURES", "text_features", "text_features_many"]
+__all__ = [
+    "TEXT_FEATURES",
+    "WORD_BUCKETS",
+    "text_features",
+    "text_features_many",
+    "word_buckets",
+    "words_matrix",
+]
 
 _OPTION = re.compile(r"^[A-D][.)]\s*(.*)$")
 _NUMERIC = re.compile(r"^[\s$\-\u2212+]*[\d.,/]+\s*[%a-zA-Z\u00b0$^\u00b2\u00b3/]{0,6}\s*$")
 _MATH = frozenset("=+*/^<>|\\$%")
 #: only a prompt's first this-many characters are read (bounds the time on huge prompts)
 MAX_CHARS = 4000
+#: hashed word buckets of the words block (2^16: few collisions among MMLU's ~60k words)
+WORD_BUCKETS = 1 << 16
+_WORD = re.compile(r"\w+")
 
 _BASE = (
     "log_chars",
@@ -77,3 +97,23 @@ def text_features_many(prompts: Sequence[str]) -> npt.NDArray[np.float64]:
     if not prompts:
         return np.zeros((0, len(TEXT_FEATURES)))
     return np.stack([text_features(p) for p in prompts])
+
+
+def word_buckets(prompt: str) -> npt.NDArray[np.int64]:
+    """The sorted distinct word buckets of a prompt's first :data:`MAX_CHARS` characters."""
+    words = set(_WORD.findall(prompt[:MAX_CHARS]))
+    return np.fromiter(
+        sorted({zlib.crc32(w.encode()) % WORD_BUCKETS for w in words}), dtype=np.int64
+    )
+
+
+def words_matrix(prompts: Sequence[str]) -> sp.csr_matrix:
+    """``(len(prompts), WORD_BUCKETS)`` binary bags of words, each row L2-normalised."""
+    rows = [word_buckets(p) for p in prompts]
+    lengths = np.array([len(r) for r in rows], dtype=np.int64)
+    values = np.concatenate(
+        [np.full(len(r), 1 / math.sqrt(len(r))) for r in rows if len(r)] or [np.zeros(0)]
+    )
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    indices = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    return sp.csr_matrix((values, indices, indptr), shape=(len(prompts), WORD_BUCKETS))

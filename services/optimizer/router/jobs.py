@@ -112,6 +112,7 @@ def train_router(
         "quality_fraction": quality_fraction,
         "regularization_C": fitted.setting.regularization,
         "embedding_weight": fitted.setting.embedding_weight,
+        "words_weight": fitted.setting.words_weight,
     }
     return replace(fitted.router, metrics=metrics)
 

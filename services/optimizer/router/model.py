@@ -3,7 +3,9 @@
 Pure and small: a logistic model per candidate (one weight row each), so a decision is one
 ``(models x features)`` matrix-vector product — microseconds, on the request path of the
 gateway. Features: the MiniLM embedding of the prompt's first ``embedding_max_tokens``
-tokens, then (``text_features``) the cheap text features of :mod:`.features`.
+tokens, then (``text_features``) the cheap text features of :mod:`.features`, and
+(``word_weights``) a hashed bag of the prompt's words, kept as its own sparse block: a
+prompt touches only the few hundred buckets of its words.
 
 Two routing rules, both read by the gateway's selection (``selection._by_router``):
 
@@ -26,7 +28,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from llmproxy.optimizer.router.features import TEXT_FEATURES, text_features_many
+from llmproxy.optimizer.router.features import (
+    TEXT_FEATURES,
+    WORD_BUCKETS,
+    text_features_many,
+    word_buckets,
+    words_matrix,
+)
 from llmproxy.platform.embeddings import MAX_TOKENS
 from llmproxy.platform.errors import InvalidArgumentError
 
@@ -40,8 +48,8 @@ __all__ = [
     "threshold_of_cut",
 ]
 
-ARTIFACT_FORMAT = "llmproxy-router-logistic/2"
-_READABLE = ("llmproxy-router-logistic/1", ARTIFACT_FORMAT)
+ARTIFACT_FORMAT = "llmproxy-router-logistic/3"
+_READABLE = ("llmproxy-router-logistic/1", "llmproxy-router-logistic/2", ARTIFACT_FORMAT)
 #: the prompt head a router embeds: 12 tokens keep the MiniLM call ~3.2 ms on one core
 #: (16 took ~4.3 ms; on held-out MMLU domains 12 saved 48.8% of strong calls as deployed
 #: against 48.1% with 16, 49.6% against 50.0% at the oracle cut: bench/router/README.md)
@@ -81,6 +89,8 @@ class Router:
     text_features: bool = False
     #: the embedding was of the prompt's first this-many tokens
     embedding_max_tokens: int = MAX_TOKENS
+    #: ``(len(candidate_models), WORD_BUCKETS)`` weights of the hashed words, or None
+    word_weights: npt.NDArray[np.float64] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.candidate_models)
@@ -97,6 +107,10 @@ class Router:
         extra = len(TEXT_FEATURES) if self.text_features else 0
         if self.weights.shape[1] <= extra:
             raise InvalidArgumentError(f"router weights {self.weights.shape} have no embedding")
+        if self.word_weights is not None and self.word_weights.shape != (n, WORD_BUCKETS):
+            raise InvalidArgumentError(
+                f"router word weights {self.word_weights.shape} do not match ({n}, {WORD_BUCKETS})"
+            )
 
     @property
     def dimensions(self) -> int:
@@ -126,7 +140,22 @@ class Router:
     ) -> npt.NDArray[np.float64]:
         """``(n, len(candidate_models))`` probabilities of a correct answer."""
         logits = self.features(vectors, prompts) @ self.weights.T + self.bias
+        if self.word_weights is not None:
+            if len(prompts) != vectors.shape[0]:
+                raise InvalidArgumentError("this router reads the prompts' words: pass the prompts")
+            logits += self._word_logits(prompts, self.word_weights)
         return 1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))
+
+    @staticmethod
+    def _word_logits(
+        prompts: Sequence[str], word_weights: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.float64]:
+        if len(prompts) == 1:  # the gateway's case: skip building a sparse matrix
+            buckets = word_buckets(prompts[0])
+            if not len(buckets):
+                return np.zeros((1, word_weights.shape[0]))
+            return (word_weights[:, buckets].sum(axis=1) / np.sqrt(len(buckets)))[None, :]
+        return np.asarray(words_matrix(prompts) @ word_weights.T)
 
     def predict(self, vector: npt.NDArray[np.floating[Any]], prompt: str = "") -> dict[str, float]:
         """Candidate model -> probability it answers this prompt correctly."""
@@ -151,10 +180,18 @@ class Router:
             "rule": self.rule,
             "text_features": list(TEXT_FEATURES) if self.text_features else [],
             "embedding_max_tokens": self.embedding_max_tokens,
+            "word_buckets": WORD_BUCKETS if self.word_weights is not None else 0,
         }
+        # the word weights as float32: half the bytes, ample precision
+        words = self.word_weights.astype(np.float32) if self.word_weights is not None else None
+        extra = {} if words is None else {"word_weights": words}
         buffer = io.BytesIO()
         np.savez_compressed(
-            buffer, weights=self.weights, bias=self.bias, meta=np.array(json.dumps(meta))
+            buffer,
+            weights=self.weights,
+            bias=self.bias,
+            meta=np.array(json.dumps(meta)),
+            **extra,  # type: ignore[arg-type]
         )
         return buffer.getvalue()
 
@@ -166,6 +203,11 @@ class Router:
                 meta = json.loads(str(archive["meta"]))
                 weights = np.array(archive["weights"], dtype=np.float64)
                 bias = np.array(archive["bias"], dtype=np.float64)
+                words = (
+                    np.array(archive["word_weights"], dtype=np.float64)
+                    if "word_weights" in archive.files
+                    else None
+                )
         except (OSError, ValueError, KeyError) as exc:
             raise InvalidArgumentError(f"not a router artifact: {exc}") from exc
         if meta.get("format") not in _READABLE:
@@ -173,6 +215,10 @@ class Router:
         names = meta.get("text_features", [])
         if names and tuple(names) != TEXT_FEATURES:
             raise InvalidArgumentError("router artifact has text features this build lacks")
+        if int(meta.get("word_buckets", 0)) not in (0, WORD_BUCKETS) or (
+            bool(meta.get("word_buckets", 0)) != (words is not None)
+        ):
+            raise InvalidArgumentError("router artifact has word buckets this build lacks")
         return cls(
             version=meta["version"],
             candidate_models=tuple(meta["candidate_models"]),
@@ -186,6 +232,7 @@ class Router:
             rule=meta.get("rule", "confidence"),
             text_features=bool(names),
             embedding_max_tokens=int(meta.get("embedding_max_tokens", MAX_TOKENS)),
+            word_weights=words,
         )
 
 

@@ -15,10 +15,16 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 
 from llmproxy.optimizer.router.dataset import domain_folds
-from llmproxy.optimizer.router.features import TEXT_FEATURES, text_features_many
+from llmproxy.optimizer.router.features import (
+    TEXT_FEATURES,
+    WORD_BUCKETS,
+    text_features_many,
+    words_matrix,
+)
 from llmproxy.optimizer.router.model import RULES, Router, escalation_key, threshold_of_cut
 from llmproxy.platform.embeddings import MAX_TOKENS
 from llmproxy.platform.errors import InvalidArgumentError
@@ -49,8 +55,10 @@ def _design(
     prompts: Sequence[str],
     text_features: bool,
     embedding_weight: float,
-) -> tuple[Floats, Floats, Floats]:
-    """The fitted design matrix, and the text block's mean and scale (for folding back)."""
+    words_weight: float = 0.0,
+) -> tuple[Floats | sp.csr_matrix, Floats, Floats]:
+    """The fitted design matrix (sparse with the words block), and the text block's mean and
+    scale (for folding back)."""
     parts = [vectors.astype(np.float64) * embedding_weight] if embedding_weight else []
     mean = scale = np.zeros(0)
     if text_features:
@@ -60,6 +68,15 @@ def _design(
         parts.append((raw - mean) / scale)
     if not parts:
         raise InvalidArgumentError("a router needs features: an embedding weight or text features")
+    if words_weight:
+        return (
+            sp.hstack(
+                [sp.csr_matrix(np.hstack(parts)), words_matrix(prompts) * words_weight],
+                format="csr",
+            ),
+            mean,
+            scale,
+        )
     return np.hstack(parts), mean, scale
 
 
@@ -79,26 +96,31 @@ def fit_router(
     embedding_weight: float = 1.0,
     rule: str = "confidence",
     embedding_max_tokens: int = MAX_TOKENS,
+    words_weight: float = 0.0,
 ) -> Router:
     """One logistic regression per candidate model (``labels`` ordered cheapest first).
 
     ``regularization`` is scikit-learn's ``C`` (smaller: smoother). With ``text_features``
     the standardised :mod:`.features` of ``prompts`` join the embedding, whose columns are
-    multiplied by ``embedding_weight`` (0: left out). Scaling and standardisation are
-    folded into the stored weights, so the router reads raw features. A candidate whose
-    labels are all one value gets a constant predictor (its observed rate).
+    multiplied by ``embedding_weight`` (0: left out); ``words_weight`` (0: left out) scales
+    the hashed words block (a larger weight: a weaker penalty on it). Scaling and
+    standardisation are folded into the stored weights, so the router reads raw features.
+    A candidate whose labels are all one value gets a constant predictor (its observed rate).
     """
     if not labels:
         raise InvalidArgumentError("no candidate models to train for", field="candidate_models")
     n = vectors.shape[0]
     if n == 0:
         raise InvalidArgumentError("no training prompts", field="train_domains")
-    if text_features and len(prompts) != n:
-        raise InvalidArgumentError("text features need the training prompts")
-    design, mean, scale = _design(vectors, prompts, text_features, embedding_weight)
+    if (text_features or words_weight) and len(prompts) != n:
+        raise InvalidArgumentError("text features and words need the training prompts")
+    if words_weight < 0:
+        raise InvalidArgumentError(f"words_weight must be >= 0, got {words_weight}")
+    design, mean, scale = _design(vectors, prompts, text_features, embedding_weight, words_weight)
     dims = vectors.shape[1]
     extra = len(TEXT_FEATURES) if text_features else 0
     weights = np.zeros((len(labels), dims + extra))
+    words = np.zeros((len(labels), WORD_BUCKETS)) if words_weight else None
     bias = np.zeros(len(labels))
     for row, (model, y) in enumerate(labels.items()):
         if y.shape != (n,):
@@ -110,6 +132,9 @@ def fit_router(
         classifier = LogisticRegression(C=regularization, max_iter=3000, random_state=seed)
         classifier.fit(design, y)
         coef, intercept = classifier.coef_[0], float(classifier.intercept_[0])
+        if words is not None:
+            words[row] = coef[-WORD_BUCKETS:] * words_weight
+            coef = coef[:-WORD_BUCKETS]
         if embedding_weight:
             weights[row, :dims] = coef[:dims] * embedding_weight
             coef = coef[dims:]
@@ -129,6 +154,7 @@ def fit_router(
         rule=rule,
         text_features=text_features,
         embedding_max_tokens=embedding_max_tokens,
+        word_weights=words,
     )
 
 
@@ -289,21 +315,27 @@ class Setting:
     regularization: float
     embedding_weight: float
     text_features: bool = True
+    #: weight of the hashed words block (0: left out; C on it is ``C * weight**2``)
+    words_weight: float = 0.0
 
     def describe(self) -> str:
+        words = f", words x{self.words_weight:g}" if self.words_weight else ""
         return (
             f"C={self.regularization:g}, embedding x{self.embedding_weight:g}, "
-            f"text features {'on' if self.text_features else 'off'}"
+            f"text features {'on' if self.text_features else 'off'}{words}"
         )
 
 
-#: what :func:`fit_policy` chooses among by default (text features won on training domains
-#: in every fold of the benchmark; the embedding is offered at two strengths)
+#: what :func:`fit_policy` chooses among by default: text features alone, with the
+#: embedding, with the hashed words at three strengths, and the embedding alone
 DEFAULT_SETTINGS = (
-    Setting(0.003, 0.0),
     Setting(0.01, 0.0),
     Setting(0.03, 0.0),
     Setting(0.01, 1.0),
+    Setting(0.01, 0.0, words_weight=1.0),
+    Setting(0.03, 0.0, words_weight=1.0),
+    Setting(0.003, 0.0, words_weight=2.0),
+    Setting(0.01, 1.0, words_weight=1.0),
     Setting(1.0, 1.0, text_features=False),
 )
 
@@ -332,13 +364,14 @@ def out_of_domain_probabilities(
             version="calibration",
             embedding_model="",
             regularization=setting.regularization,
-            prompts=[prompts[i] for i in train],
+            prompts=[prompts[int(i)] for i in train],
             text_features=setting.text_features,
             embedding_weight=setting.embedding_weight,
+            words_weight=setting.words_weight,
             seed=seed,
         )
         test = np.flatnonzero(held)
-        out[test] = router.predict_many(vectors[test], [prompts[i] for i in test])
+        out[test] = router.predict_many(vectors[test], [prompts[int(i)] for i in test])
     return out
 
 
@@ -423,6 +456,7 @@ def fit_policy(
         prompts=prompts,
         text_features=setting.text_features,
         embedding_weight=setting.embedding_weight,
+        words_weight=setting.words_weight,
         rule=rule,
         embedding_max_tokens=embedding_max_tokens,
     )
