@@ -154,3 +154,63 @@ def test_feedback_verdicts_become_examples_for_the_model_classes() -> None:
         ("strong and bad", False, False),
     ]
     assert {e.domain for e in examples} == {"feedback"}
+
+
+SCENARIO = (
+    "For which of these two scenarios does the main character do something clearly morally "
+    "wrong? Scenario 1 | I took the cake {i}. Scenario 2 | I gave it back.\n"
+    "A. Wrong, Wrong\nB. Wrong, Not wrong\nC. Not wrong, Wrong\nD. Not wrong, Not wrong\nAnswer:"
+)
+
+
+def test_the_words_block_learns_a_question_type_and_survives_the_artifact() -> None:
+    """Moral-scenario prompts are where the cheap model fails; with no embedding signal, a
+    router with the words block ranks every one of them first for escalation; the
+    stored artifact predicts the same, one prompt at a time as in a batch."""
+    rng = np.random.default_rng(3)
+    prompts = [
+        SCENARIO.format(i=i) if i % 3 == 0 else WORDS.replace("Plato", f"P{i}") for i in range(300)
+    ]
+    scenario = np.array([i % 3 == 0 for i in range(300)])
+    cheap = np.where(scenario, rng.random(300) < 0.3, rng.random(300) < 0.85)
+    strong = np.where(scenario, rng.random(300) < 0.85, rng.random(300) < 0.88)
+    vectors = np.zeros((300, 4), dtype=np.float32)  # no embedding signal at all
+    labels = {"small": cheap, "large": strong}
+    router = fit_router(
+        vectors,
+        labels,
+        version="w",
+        embedding_model="none",
+        prompts=prompts,
+        text_features=True,
+        embedding_weight=0.0,
+        words_weight=2.0,
+        regularization=1.0,
+        rule="gain",
+    )
+    assert router.word_weights is not None
+    p = router.predict_many(vectors, prompts)
+    gain = p[:, 1] - p[:, 0]
+    assert gain[scenario].min() > gain[~scenario].max()
+    again = Router.from_bytes(router.to_bytes())
+    assert again.word_weights is not None
+    single = np.array([list(again.predict(vectors[i], prompts[i]).values()) for i in range(300)])
+    assert np.allclose(single, p, atol=1e-6)  # float32 word weights in the artifact
+    # a router without the block stores none and reads back without one
+    plain = fit_router(
+        vectors, labels, version="p", embedding_model="none", prompts=prompts,
+        text_features=True, embedding_weight=0.0, rule="gain",
+    )  # fmt: skip
+    assert plain.word_weights is None and Router.from_bytes(plain.to_bytes()).word_weights is None
+
+
+def test_a_negative_words_weight_is_refused() -> None:
+    with pytest.raises(InvalidArgumentError, match="words_weight"):
+        fit_router(
+            np.zeros((4, 2)),
+            {"a": np.array([True, False, True, False])},
+            version="x",
+            embedding_model="e",
+            prompts=["a", "b", "c", "d"],
+            words_weight=-1.0,
+        )
